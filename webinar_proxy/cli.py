@@ -1,0 +1,143 @@
+"""The ``webinar-proxy`` command: argument parsing and dispatch to the subcommands.
+
+Exit codes: 0 success, 1 a runtime failure, 2 a bad configuration or bad usage
+(systemd's ``RestartPreventExitStatus=2`` relies on that).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from webinar_proxy import __version__
+from webinar_proxy.settings import ConfigError, Settings, load_settings, serve_problems
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+
+def _add_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="TOML configuration file (default: $WEBINAR_PROXY_CONFIG, else built-in defaults)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="webinar-proxy",
+        description=(
+            "Outbound SMTP relay that gives calendar invitations a Webinar (MTS Link) "
+            "conference. Settings come from --config and WEBINAR_PROXY_<SECTION>__<KEY> "
+            "environment variables (the environment wins)."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = commands.add_parser("serve", help="run the relay (the systemd service runs this)")
+    _add_config_option(serve)
+
+    check = commands.add_parser(
+        "check-config", help="validate the configuration: exit 0 if usable, 2 with one line per problem"
+    )
+    _add_config_option(check)
+
+    inspect = commands.add_parser(
+        "inspect", help="dry run: show how the relay reads a mail or .ics file (no network)"
+    )
+    _add_config_option(inspect)
+    inspect.add_argument("file", metavar="FILE", help="a mail (.eml) or a bare .ics file; '-' for stdin")
+    inspect.add_argument("--mail-from", metavar="ADDR", help="envelope sender to assume")
+    inspect.add_argument("--now", metavar="ISO8601", help="the instant 'next occurrence' is after")
+    inspect.add_argument(
+        "--link", metavar="URL", help="write the mail rewritten with this join link to stdout"
+    )
+    inspect.add_argument("--json", action="store_true", help="print the classification as JSON")
+
+    fake = commands.add_parser(
+        "fake-webinar", help="run an in-memory fake of the Webinar API v3 (tests and demos)"
+    )
+    fake.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT")
+    fake.add_argument("--token", required=True, help="the x-auth-token the fake accepts")
+    fake.add_argument(
+        "--rate-limit", type=float, default=0.0, metavar="PER_SECOND",
+        help="answer 429 above this many requests per second (0 = off)",
+    )
+    fake.add_argument("--organization", default="demo-org", help="organization slug in links")
+    return parser
+
+
+def _load(args: argparse.Namespace) -> Settings:
+    return load_settings(getattr(args, "config", None))
+
+
+def _print_problems(problems: Sequence[str]) -> None:
+    for problem in problems:
+        print(f"webinar-proxy: {problem}", file=sys.stderr)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        settings = _load(args)
+    except ConfigError as exc:
+        _print_problems(exc.problems)
+        return EXIT_CONFIG
+    problems = serve_problems(settings)
+    if problems:
+        _print_problems(problems)
+        return EXIT_CONFIG
+    print("configuration OK")
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        settings = _load(args)
+    except ConfigError as exc:
+        _print_problems(exc.problems)
+        return EXIT_CONFIG
+    problems = serve_problems(settings)
+    if problems:
+        _print_problems(problems)
+        return EXIT_CONFIG
+    from webinar_proxy.service import run_service
+
+    return run_service(settings)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    try:
+        settings = _load(args)
+    except ConfigError as exc:
+        _print_problems(exc.problems)
+        return EXIT_CONFIG
+    from webinar_proxy.inspect import run_inspect
+
+    return run_inspect(args, settings)
+
+
+def cmd_fake_webinar(args: argparse.Namespace) -> int:
+    from webinar_proxy.webinar.fake import run_fake_webinar
+
+    return run_fake_webinar(args)
+
+
+COMMANDS = {
+    "serve": cmd_serve,
+    "check-config": cmd_check_config,
+    "inspect": cmd_inspect,
+    "fake-webinar": cmd_fake_webinar,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return COMMANDS[args.command](args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,302 @@
+"""The one configuration model of webinar-proxy.
+
+Settings are read once at start-up, from a TOML file (``--config PATH`` or the
+environment variable ``WEBINAR_PROXY_CONFIG``) and from environment variables
+``WEBINAR_PROXY_<SECTION>__<KEY>`` (the environment wins), validated into a frozen
+model and passed down.  Nothing else in the package reads the environment or a
+config file.  Validation problems come back as plain one-line messages that never
+contain the API token.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, NamedTuple
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+)
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
+
+ENV_PREFIX = "WEBINAR_PROXY_"
+CONFIG_ENV = "WEBINAR_PROXY_CONFIG"
+#: Name of the systemd credential (``LoadCredential=webinar-token:…``) holding the token.
+TOKEN_CREDENTIAL = "webinar-token"
+
+
+class HostPort(NamedTuple):
+    """A TCP endpoint; IPv6 hosts are kept without brackets."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+_HOSTPORT_RE = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.%\w]+)\]|(?P<host>[^\[\]:]+)):(?P<port>\d{1,5})$")
+
+
+def parse_host_port(value: Any) -> HostPort:
+    if isinstance(value, HostPort):
+        return value
+    if isinstance(value, list | tuple) and len(value) == 2:
+        value = f"{value[0]}:{value[1]}" if ":" not in str(value[0]) else f"[{value[0]}]:{value[1]}"
+    if not isinstance(value, str):
+        raise ValueError("expected 'host:port' (IPv6 as '[::1]:port')")
+    match = _HOSTPORT_RE.match(value.strip())
+    if not match:
+        raise ValueError(f"{value!r} is not 'host:port' (IPv6 as '[::1]:port')")
+    host = match["v6"] or match["host"]
+    if match["v6"]:
+        try:
+            ipaddress.IPv6Address(match["v6"].split("%")[0])
+        except ValueError:
+            raise ValueError(f"{match['v6']!r} is not an IPv6 address") from None
+    port = int(match["port"])
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} is out of range 0-65535")
+    return HostPort(host, port)
+
+
+HostPortField = Annotated[HostPort, BeforeValidator(parse_host_port), NoDecode]
+
+
+def _list_from_env(value: Any) -> Any:
+    """Lists come from TOML as arrays and from the environment as JSON or 'a, b'."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError:
+                raise ValueError("not a JSON list") from None
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return value
+
+
+NetworkList = Annotated[
+    tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...],
+    BeforeValidator(_list_from_env),
+    NoDecode,
+]
+DomainList = Annotated[tuple[str, ...], BeforeValidator(_list_from_env), NoDecode]
+
+
+def _https_or_http_url(value: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError(f"{value!r} is not an http(s) URL")
+    return value.rstrip("/")
+
+
+UrlField = Annotated[str, AfterValidator(_https_or_http_url)]
+
+
+def _store_url(value: str) -> str:
+    if not (value.startswith("sqlite:///") or re.match(r"^postgres(ql)?://", value)):
+        raise ValueError(f"{value!r}: expected sqlite:///PATH or postgresql://…")
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SmtpSettings(_Section):
+    listen: HostPortField = HostPort("127.0.0.1", 10025)
+    next_hop: HostPortField = HostPort("127.0.0.1", 10026)
+    allowed_clients: NetworkList = (
+        ipaddress.IPv4Network("127.0.0.0/8"),
+        ipaddress.IPv6Network("::1/128"),
+    )
+    max_message_size: int = Field(52_428_800, ge=1024)
+    deadline_seconds: float = Field(300.0, gt=0, le=3600)
+    #: Name this relay gives in its banner and in EHLO to the next hop.
+    hostname: str = "webinar-proxy"
+    #: Seconds a client may stay silent between commands before it is dropped with 421.
+    idle_timeout_seconds: float = Field(300.0, gt=0)
+    #: Seconds to connect to the next hop (within the deadline).
+    next_hop_connect_timeout_seconds: float = Field(30.0, gt=0)
+    #: Seconds that in-flight transactions get to finish after SIGTERM.
+    shutdown_grace_seconds: float = Field(30.0, ge=0)
+
+
+class WebinarSettings(_Section):
+    api_url: UrlField = "https://userapi.mts-link.ru/v3"
+    token: SecretStr | None = None
+    #: Requests per second towards the platform (it allows 2).
+    rate_limit: float = Field(2.0, gt=0)
+    connect_timeout_seconds: float = Field(5.0, gt=0)
+    read_timeout_seconds: float = Field(20.0, gt=0)
+    #: Budget for one API operation including its retries.
+    call_deadline_seconds: float = Field(60.0, gt=0)
+    #: Zone used when the platform lacks the meeting's zone (platform id 1 = Moscow).
+    default_timezone: str = "Europe/Moscow"
+    #: Owner (organization member id) for conferences whose organizer is not a member.
+    default_owner_id: int | None = None
+    #: Interface language of created events ("RU" or "EN").
+    lang: Literal["RU", "EN"] = "RU"
+
+
+class StoreSettings(_Section):
+    url: Annotated[str, AfterValidator(_store_url)] = "sqlite:///var/lib/webinar-proxy/state.db"
+    #: Days a deleted conference stays in the store before it is purged.
+    deleted_retention_days: int = Field(30, ge=0)
+
+
+class PolicySettings(_Section):
+    organizer_domains: DomainList = ()
+    location_keyword: str = "@webinar"
+    #: Language of the join block and organizer notices ("ru" or "en").
+    language: Literal["ru", "en"] = "ru"
+    #: Directory with administrator templates overriding the shipped ones.
+    template_dir: Path | None = None
+    #: Zone in which floating (zone-less) times in invitations are read.
+    default_timezone: str = "Europe/Moscow"
+
+
+class Settings(BaseSettings):
+    """Everything webinar-proxy is configured with; frozen once loaded."""
+
+    model_config = SettingsConfigDict(
+        extra="forbid",
+        frozen=True,
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        case_sensitive=False,
+    )
+
+    smtp: SmtpSettings = SmtpSettings()
+    webinar: WebinarSettings = WebinarSettings()
+    store: StoreSettings = StoreSettings()
+    policy: PolicySettings = PolicySettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's values arrive as init kwargs; the environment wins over them.
+        return (env_settings, init_settings)
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; ``problems`` holds one plain line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    location = ".".join(str(part) for part in error.get("loc", ()))
+    kind = error.get("type", "")
+    if kind == "extra_forbidden":
+        return f"{location}: unknown key"
+    message = str(error.get("msg", "invalid value"))
+    message = message.removeprefix("Value error, ")
+    # pydantic echoes the offending input only in ``input``; we never print it, so a
+    # token pasted into the wrong key cannot leak.
+    return f"{location}: {message}" if location else message
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such file"]) from None
+    except PermissionError:
+        raise ConfigError([f"{path}: permission denied"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML ({exc})"]) from None
+
+
+def _unknown_env_keys(environ: Mapping[str, str]) -> list[str]:
+    """Environment variables with our prefix that name no setting (pydantic ignores them)."""
+    problems = []
+    for name in environ:
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper == CONFIG_ENV:
+            continue
+        parts = upper[len(ENV_PREFIX) :].lower().split("__")
+        section = Settings.model_fields.get(parts[0])
+        if section is None or len(parts) != 2:
+            problems.append(f"{name}: unknown setting")
+            continue
+        section_model = section.annotation
+        if isinstance(section_model, type) and parts[1] not in section_model.model_fields:
+            problems.append(f"{name}: unknown setting")
+    return problems
+
+
+def _read_credential_token(environ: Mapping[str, str]) -> str | None:
+    directory = environ.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        return None
+    path = Path(directory) / TOKEN_CREDENTIAL
+    try:
+        return path.read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+def load_settings(config_path: str | os.PathLike[str] | None = None) -> Settings:
+    """Read the file (if any) and the environment into a frozen ``Settings``.
+
+    Raises ``ConfigError`` with every problem found.
+    """
+    environ = os.environ
+    if config_path is None and environ.get(CONFIG_ENV):
+        config_path = environ[CONFIG_ENV]
+    file_values: dict[str, Any] = _read_toml(Path(config_path)) if config_path else {}
+    problems = _unknown_env_keys(environ)
+    credential = _read_credential_token(environ)
+    if credential is not None and isinstance(file_values.get("webinar", {}), dict):
+        # systemd's LoadCredential= wins over the file; an explicit env var wins over both.
+        file_values["webinar"] = {**file_values.get("webinar", {}), "token": credential}
+    try:
+        settings = Settings(**file_values)
+    except ValidationError as exc:
+        problems.extend(_describe(error) for error in exc.errors())
+        raise ConfigError(problems) from None
+    except SettingsError as exc:
+        problems.append(str(exc).split(" from source")[0].replace("error parsing value", "bad value"))
+        raise ConfigError(problems) from None
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def serve_problems(settings: Settings) -> list[str]:
+    """What must also hold before ``serve`` may start (beyond the model's own checks)."""
+    problems = []
+    token = settings.webinar.token
+    if token is None or not token.get_secret_value().strip():
+        problems.append(
+            "webinar.token: missing (set WEBINAR_PROXY_WEBINAR__TOKEN, the systemd credential "
+            f"'{TOKEN_CREDENTIAL}', or [webinar] token in the config file)"
+        )
+    return problems
