@@ -68,6 +68,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="answer 429 above this many requests per second (0 = off)",
     )
     fake.add_argument("--organization", default="demo-org", help="organization slug in links")
+
+    conferences = commands.add_parser(
+        "conferences", help="administer the conference store (reads the store, not the platform)"
+    )
+    _add_config_option(conferences)
+    actions = conferences.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="one line per stored conference")
+    listing.add_argument("--state", choices=["creating", "active", "pending_delete", "deleted"])
+    listing.add_argument("--json", action="store_true")
+    show = actions.add_parser("show", help="everything stored about one conference")
+    show.add_argument("uid")
+    show.add_argument("--organizer", metavar="ADDR", help="needed when several organizers share the UID")
+    show.add_argument("--json", action="store_true")
+    forget = actions.add_parser("forget", help="drop a stale row without touching the platform")
+    forget.add_argument("uid")
+    forget.add_argument("--organizer", metavar="ADDR", help="needed when several organizers share the UID")
     return parser
 
 
@@ -126,7 +142,19 @@ def cmd_fake_webinar(args: argparse.Namespace) -> int:
     return run_fake_webinar(args)
 
 
+def cmd_conferences(args: argparse.Namespace) -> int:
+    try:
+        settings = _load(args)
+    except ConfigError as exc:
+        _print_problems(exc.problems)
+        return EXIT_CONFIG
+    from webinar_proxy.store.admin import run_conferences
+
+    return run_conferences(args, settings)
+
+
 COMMANDS = {
+    "conferences": cmd_conferences,
     "serve": cmd_serve,
     "check-config": cmd_check_config,
     "inspect": cmd_inspect,
