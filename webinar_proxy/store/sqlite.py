@@ -1,0 +1,318 @@
+"""The SQLite backend: one database file in WAL mode, for a single relay process.
+
+All sqlite3 calls run on one dedicated worker thread that owns the connection, so
+the event loop never blocks on disk or on another process's write lock (which
+``busy_timeout`` waits out).  Datetimes are stored as fixed-width ISO 8601 UTC
+text, so text comparison orders them; lists are JSON text; the calendar a BLOB.
+The per-key lock is in-process (``KeyLocks``): SQLite is the one-instance setup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import unquote
+
+from webinar_proxy.store.locks import KeyLocks
+from webinar_proxy.store.protocol import DEFAULT_BATCH
+from webinar_proxy.store.records import (
+    COLUMNS,
+    ConferenceRecord,
+    ConferenceState,
+    StoreConfigError,
+    StoreError,
+    as_utc,
+    registrations_from_json,
+    registrations_to_json,
+    stamp_for_write,
+    utc_now,
+)
+
+T = TypeVar("T")
+
+SCHEME = "sqlite://"
+
+#: Ordered migrations; entry N (1-based) brings the schema to version N.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """
+        CREATE TABLE conferences (
+            organizer TEXT NOT NULL,
+            uid TEXT NOT NULL,
+            state TEXT NOT NULL
+                CHECK (state IN ('creating', 'active', 'pending_delete', 'deleted')),
+            event_id INTEGER,
+            session_id INTEGER,
+            link TEXT,
+            booked_start TEXT,
+            booked_end TEXT,
+            sequence INTEGER NOT NULL DEFAULT 0,
+            summary TEXT NOT NULL DEFAULT '',
+            timezone TEXT,
+            calendar BLOB,
+            recurring INTEGER NOT NULL DEFAULT 0,
+            cancelled_occurrences TEXT NOT NULL DEFAULT '[]',
+            registrations TEXT NOT NULL DEFAULT '[]',
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            deleted_at TEXT,
+            delete_attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT,
+            last_error TEXT,
+            PRIMARY KEY (organizer, uid)
+        )
+        """,
+        "CREATE INDEX conferences_uid ON conferences (uid)",
+        "CREATE INDEX conferences_state_next_attempt ON conferences (state, next_attempt_at)",
+        "CREATE INDEX conferences_state_booked_end ON conferences (state, booked_end)",
+    ),
+)
+
+_SELECT = f"SELECT {', '.join(COLUMNS)} FROM conferences"
+_UPSERT = (
+    f"INSERT INTO conferences ({', '.join(COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in COLUMNS)}) "
+    "ON CONFLICT (organizer, uid) DO UPDATE SET "
+    + ", ".join(f"{name} = excluded.{name}" for name in COLUMNS[2:] if name != "created_at")
+    + f" RETURNING {', '.join(COLUMNS)}"
+)
+_ORDER = " ORDER BY created_at, organizer, uid"
+_DATETIME_COLUMNS = frozenset(
+    {"booked_start", "booked_end", "created_at", "updated_at", "deleted_at", "next_attempt_at"}
+)
+
+
+def path_from_url(url: str) -> str:
+    """The file of ``sqlite:///abs/path`` (``sqlite:///:memory:`` for a private in-memory db)."""
+    if not url.startswith(SCHEME + "/"):
+        raise StoreConfigError(f"{url!r}: expected sqlite:///ABSOLUTE/PATH")
+    path = unquote(url[len(SCHEME) :].split("?", 1)[0])
+    if path == "/:memory:":
+        return ":memory:"
+    if path.endswith("/"):
+        raise StoreConfigError(f"{url!r}: names a directory, not a database file")
+    return path
+
+
+def _text(value: datetime | None) -> str | None:
+    return None if value is None else as_utc(value).isoformat(timespec="microseconds")
+
+
+def _encode(record: ConferenceRecord) -> tuple[Any, ...]:
+    values = []
+    for name in COLUMNS:
+        value = getattr(record, name)
+        if name in _DATETIME_COLUMNS:
+            value = _text(value)
+        elif name == "cancelled_occurrences":
+            value = json.dumps([_text(when) for when in value])
+        elif name == "registrations":
+            value = json.dumps(registrations_to_json(value))
+        elif name == "recurring":
+            value = int(value)
+        elif name == "state":
+            value = str(value)
+        values.append(value)
+    return tuple(values)
+
+
+def _decode(row: Sequence[Any]) -> ConferenceRecord:
+    fields = dict(zip(COLUMNS, row, strict=True))
+    for name in _DATETIME_COLUMNS:
+        if fields[name] is not None:
+            fields[name] = datetime.fromisoformat(fields[name])
+    fields["cancelled_occurrences"] = tuple(
+        datetime.fromisoformat(when) for when in json.loads(fields["cancelled_occurrences"])
+    )
+    fields["registrations"] = registrations_from_json(json.loads(fields["registrations"]))
+    fields["recurring"] = bool(fields["recurring"])
+    return ConferenceRecord(**fields)
+
+
+class SqliteStore:
+    """``ConferenceStore`` on one SQLite file.  Create with ``await SqliteStore.open(url)``."""
+
+    def __init__(self, path: str, busy_timeout: float) -> None:
+        self.path = path
+        self._busy_timeout = busy_timeout
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
+        self._connection: sqlite3.Connection | None = None
+        self._closed = False
+        self._locks = KeyLocks()
+
+    @classmethod
+    async def open(cls, url: str, *, busy_timeout: float = 5.0) -> SqliteStore:
+        """Open (creating the file and its directory if missing) and migrate the schema."""
+        store = cls(path_from_url(url), busy_timeout)
+        try:
+            await store._call(store._connect_and_migrate)
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    async def _call(self, function: Callable[..., T], *args: Any) -> T:
+        if self._closed:
+            raise StoreError(f"sqlite store {self.path}: the store is closed")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, function, *args)
+        except StoreError:
+            raise
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"sqlite store {self.path}: {exc}") from None
+
+    # Everything below prefixed ``_db_`` runs on the worker thread.
+
+    def _connect_and_migrate(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(
+            self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        self._connection = connection
+        connection.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+        connection.execute("PRAGMA journal_mode = WAL")
+        self._db_migrate(connection)
+
+    @staticmethod
+    def _db_migrate(connection: sqlite3.Connection) -> None:
+        connection.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version "
+            "(version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+        )
+        # IMMEDIATE takes the write lock first, so two processes opening a fresh file
+        # one after the other do not both run the same migration.
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            (current,) = connection.execute(
+                "SELECT coalesce(max(version), 0) FROM schema_version"
+            ).fetchone()
+            if current > len(MIGRATIONS):
+                raise StoreError(
+                    f"the database schema is version {current}, newer than this program "
+                    f"knows ({len(MIGRATIONS)}); upgrade webinar-proxy"
+                )
+            for version in range(current + 1, len(MIGRATIONS) + 1):
+                for statement in MIGRATIONS[version - 1]:
+                    connection.execute(statement)
+                connection.execute(
+                    "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                    (version, _text(utc_now())),
+                )
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+
+    def _db(self) -> sqlite3.Connection:
+        if self._connection is None:
+            raise StoreError(f"sqlite store {self.path}: not open")
+        return self._connection
+
+    def _db_fetch(self, sql: str, parameters: Sequence[Any]) -> builtins.list[ConferenceRecord]:
+        return [_decode(row) for row in self._db().execute(sql, parameters).fetchall()]
+
+    def _db_execute(self, sql: str, parameters: Sequence[Any]) -> int:
+        return self._db().execute(sql, parameters).rowcount
+
+    def _db_upsert(self, values: tuple[Any, ...]) -> ConferenceRecord:
+        return _decode(self._db().execute(_UPSERT, values).fetchone())
+
+    def _db_close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    # The ConferenceStore operations.
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            await self._call(self._db_close)
+        finally:
+            self._closed = True
+            self._executor.shutdown(wait=False)
+
+    async def ping(self) -> None:
+        await self._call(self._db_execute, "SELECT 1", ())
+
+    async def get(self, organizer: str, uid: str) -> ConferenceRecord | None:
+        rows = await self._call(
+            self._db_fetch, _SELECT + " WHERE organizer = ? AND uid = ?", (organizer.lower(), uid)
+        )
+        return rows[0] if rows else None
+
+    async def find_by_uid(self, uid: str) -> builtins.list[ConferenceRecord]:
+        return await self._call(
+            self._db_fetch, _SELECT + " WHERE uid = ? ORDER BY organizer", (uid,)
+        )
+
+    async def put(self, record: ConferenceRecord) -> ConferenceRecord:
+        return await self._call(self._db_upsert, _encode(stamp_for_write(record)))
+
+    async def forget(self, organizer: str, uid: str) -> bool:
+        deleted = await self._call(
+            self._db_execute,
+            "DELETE FROM conferences WHERE organizer = ? AND uid = ?",
+            (organizer.lower(), uid),
+        )
+        return deleted > 0
+
+    async def list(
+        self, state: ConferenceState | None = None, limit: int | None = None
+    ) -> builtins.list[ConferenceRecord]:
+        where, parameters = ("", []) if state is None else (" WHERE state = ?", [str(state)])
+        # SQLite reads a negative LIMIT as "no limit".
+        parameters.append(-1 if limit is None else limit)
+        return await self._call(self._db_fetch, _SELECT + where + _ORDER + " LIMIT ?", parameters)
+
+    async def due_deletes(
+        self, now: datetime, limit: int = DEFAULT_BATCH
+    ) -> builtins.list[ConferenceRecord]:
+        return await self._call(
+            self._db_fetch,
+            _SELECT + " WHERE state = 'pending_delete' AND next_attempt_at <= ?"
+            " ORDER BY next_attempt_at, organizer, uid LIMIT ?",
+            (_text(now), limit),
+        )
+
+    async def due_rollovers(
+        self, now: datetime, limit: int = DEFAULT_BATCH
+    ) -> builtins.list[ConferenceRecord]:
+        return await self._call(
+            self._db_fetch,
+            _SELECT + " WHERE state = 'active' AND recurring = 1 AND booked_end <= ?"
+            " ORDER BY booked_end, organizer, uid LIMIT ?",
+            (_text(now), limit),
+        )
+
+    async def stale_creating(
+        self, older_than: datetime, limit: int = DEFAULT_BATCH
+    ) -> builtins.list[ConferenceRecord]:
+        return await self._call(
+            self._db_fetch,
+            _SELECT + " WHERE state = 'creating' AND updated_at < ?"
+            " ORDER BY updated_at, organizer, uid LIMIT ?",
+            (_text(older_than), limit),
+        )
+
+    async def purge_deleted(self, older_than: datetime) -> int:
+        return await self._call(
+            self._db_execute,
+            "DELETE FROM conferences WHERE state = 'deleted' AND deleted_at < ?",
+            (_text(older_than),),
+        )
+
+    def key_lock(self, organizer: str, uid: str) -> AbstractAsyncContextManager[None]:
+        return self._locks.hold((organizer.lower(), uid))
+
