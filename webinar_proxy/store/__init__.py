@@ -16,6 +16,8 @@ Every failure surfaces as ``StoreError`` (``StoreConfigError`` for an unusable U
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from webinar_proxy.store.protocol import ConferenceStore
 from webinar_proxy.store.records import (
     ConferenceRecord,
@@ -27,6 +29,9 @@ from webinar_proxy.store.records import (
     redact_url,
 )
 
+if TYPE_CHECKING:
+    from webinar_proxy.settings import StoreSettings
+
 __all__ = [
     "ConferenceRecord",
     "ConferenceState",
@@ -34,6 +39,7 @@ __all__ = [
     "Registration",
     "StoreConfigError",
     "StoreError",
+    "open_configured_store",
     "open_store",
     "record_to_json",
 ]
@@ -69,3 +75,13 @@ async def open_store(
             url, pool_size=pool_size, connect_timeout=connect_timeout
         )
     raise StoreConfigError(f"{redact_url(url)}: expected sqlite:///PATH or postgresql://…")
+
+
+async def open_configured_store(settings: StoreSettings) -> ConferenceStore:
+    """``open_store`` with the ``[store]`` section of the settings."""
+    return await open_store(
+        settings.url,
+        pool_size=settings.pool_size,
+        connect_timeout=settings.connect_timeout_seconds,
+        busy_timeout=settings.busy_timeout_seconds,
+    )

@@ -128,12 +128,12 @@ class PostgresStore:
         if self._password:
             self._where = scrub(self._where, str(self._password))
         self._schema = ""
-        connection_options = {"autocommit": True, "application_name": APPLICATION_NAME}
+        self._options: dict[str, Any] = {"autocommit": True, "application_name": APPLICATION_NAME}
         self._pool = psycopg_pool.AsyncConnectionPool(
             url,
             min_size=1,
             max_size=pool_size,
-            kwargs=connection_options,
+            kwargs=self._options,
             check=psycopg_pool.AsyncConnectionPool.check_connection,
             timeout=connect_timeout,
             open=False,
@@ -143,7 +143,7 @@ class PostgresStore:
             url,
             min_size=0,
             max_size=lock_pool_size or pool_size,
-            kwargs=connection_options,
+            kwargs=self._options,
             check=psycopg_pool.AsyncConnectionPool.check_connection,
             timeout=connect_timeout,
             open=False,
@@ -164,10 +164,17 @@ class PostgresStore:
             url, pool_size=pool_size, connect_timeout=connect_timeout, lock_pool_size=lock_pool_size
         )
         try:
+            # One plain connection first: it fails fast with the server's own reason
+            # (the pool would only retry in the background and then time out).
             with store._errors("connect"):
-                await store._pool.open(wait=True, timeout=connect_timeout)
+                conn = await psycopg.AsyncConnection.connect(
+                    url, connect_timeout=max(1, round(connect_timeout)), **store._options
+                )
+            async with conn:
+                await store._migrate(conn)
+            with store._errors("connect"):
+                await store._pool.open()
                 await store._lock_pool.open()
-            await store._migrate()
         except BaseException:
             await store.close()
             raise
@@ -178,12 +185,13 @@ class PostgresStore:
         try:
             yield
         except _DRIVER_ERRORS as exc:
-            message = scrub(str(exc).strip() or type(exc).__name__, self._password)
+            message = " ".join(str(exc).split()) or type(exc).__name__
+            message = scrub(message, self._password)
             raise StoreError(f"postgresql store {self._where}: {doing}: {message}") from None
 
-    async def _migrate(self) -> None:
+    async def _migrate(self, conn: psycopg.AsyncConnection[Any]) -> None:
         with self._errors("migrate"):
-            async with self._pool.connection() as conn, conn.transaction():
+            async with conn.transaction():
                 (self._schema,) = await (await conn.execute("SELECT current_schema()")).fetchone()
                 if self._schema is None:
                     raise StoreError(

@@ -1,0 +1,138 @@
+"""``webinar-proxy conferences list|show|forget``: the administrator's view of the store.
+
+Reads and edits the store only, never the Webinar platform.  Exit codes: 0 done,
+1 not found, ambiguous, or the store failed, 2 an unusable store URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+
+from webinar_proxy.settings import Settings
+from webinar_proxy.store import (
+    ConferenceRecord,
+    ConferenceState,
+    ConferenceStore,
+    StoreConfigError,
+    StoreError,
+    open_configured_store,
+    record_to_json,
+)
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+
+class _Refused(Exception):
+    """The command cannot go on; the message says why (exit 1)."""
+
+
+def run_conferences(args: argparse.Namespace, settings: Settings) -> int:
+    actions: dict[str, Callable[[ConferenceStore, argparse.Namespace], Awaitable[None]]] = {
+        "list": _list,
+        "show": _show,
+        "forget": _forget,
+    }
+    return asyncio.run(_run(actions[args.action], args, settings))
+
+
+async def _run(
+    action: Callable[[ConferenceStore, argparse.Namespace], Awaitable[None]],
+    args: argparse.Namespace,
+    settings: Settings,
+) -> int:
+    try:
+        store = await open_configured_store(settings.store)
+    except StoreConfigError as exc:
+        _complain(f"store.url: {exc}")
+        return EXIT_CONFIG
+    except StoreError as exc:
+        _complain(str(exc))
+        return EXIT_FAILURE
+    try:
+        await action(store, args)
+    except (_Refused, StoreError) as exc:
+        _complain(str(exc))
+        return EXIT_FAILURE
+    finally:
+        await store.close()
+    return EXIT_OK
+
+
+def _complain(message: str) -> None:
+    print(f"webinar-proxy: {message}", file=sys.stderr)
+
+
+def _when(value: object) -> str:
+    return "-" if value is None else str(getattr(value, "isoformat", lambda: value)())
+
+
+async def _list(store: ConferenceStore, args: argparse.Namespace) -> None:
+    state = ConferenceState(args.state) if args.state else None
+    records = await store.list(state=state)
+    if args.json:
+        print(json.dumps([record_to_json(record) for record in records], indent=2))
+        return
+    for record in records:
+        print(
+            "\t".join(
+                (
+                    str(record.state),
+                    record.organizer,
+                    record.uid,
+                    _when(record.booked_start),
+                    record.link or "-",
+                    record.summary,
+                )
+            )
+        )
+
+
+async def _resolve(store: ConferenceStore, uid: str, organizer: str | None) -> ConferenceRecord:
+    records = await store.find_by_uid(uid)
+    if organizer is not None:
+        records = [record for record in records if record.organizer == organizer.lower()]
+    if not records:
+        whose = f" of organizer {organizer}" if organizer else ""
+        raise _Refused(f"no stored conference with UID {uid!r}{whose}")
+    if len(records) > 1:
+        organizers = ", ".join(record.organizer for record in records)
+        raise _Refused(
+            f"UID {uid!r} is stored for several organizers ({organizers}); "
+            "choose one with --organizer"
+        )
+    return records[0]
+
+
+async def _show(store: ConferenceStore, args: argparse.Namespace) -> None:
+    record = await _resolve(store, args.uid, args.organizer)
+    view = record_to_json(record)
+    if args.json:
+        print(json.dumps(view, indent=2))
+        return
+    for name, value in view.items():
+        if name == "calendar" and record.calendar is not None:
+            value = f"<{len(record.calendar)} bytes of iCalendar>"
+        elif name == "registrations":
+            value = ", ".join(
+                f"{item['address']} ({item['role']}, id {item['participation_id'] or '-'})"
+                for item in value
+            ) or "-"
+        elif name == "cancelled_occurrences":
+            value = ", ".join(value) or "-"
+        elif value is None:
+            value = "-"
+        print(f"{name}: {value}")
+
+
+async def _forget(store: ConferenceStore, args: argparse.Namespace) -> None:
+    record = await _resolve(store, args.uid, args.organizer)
+    async with store.key_lock(record.organizer, record.uid):
+        if not await store.forget(record.organizer, record.uid):
+            raise _Refused(f"UID {record.uid!r} of {record.organizer} vanished meanwhile")
+    print(f"forgot {record.state} conference {record.uid} of {record.organizer}")
