@@ -1,0 +1,65 @@
+"""``webinar-proxy serve``: assemble the relay from the settings and run it until told to stop.
+
+Owns process-level concerns only: logging set-up, signal handling (SIGTERM and
+SIGINT drain and exit 0), and the order in which parts start and stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from webinar_proxy.pipeline import PassThrough, Pipeline
+from webinar_proxy.settings import Settings
+from webinar_proxy.smtp.server import RelayServer
+
+log = logging.getLogger("webinar_proxy")
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Plain lines on stderr; journald adds its own timestamps, a terminal gets ours."""
+    under_journald = "JOURNAL_STREAM" in os.environ
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    if not under_journald:
+        fmt = "%(asctime)s " + fmt
+    logging.basicConfig(level=level, format=fmt, stream=sys.stderr, force=True)
+    # aiosmtpd logs every command line (addresses included) at INFO.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+
+
+def build_pipeline(settings: Settings) -> Pipeline:
+    return PassThrough()
+
+
+async def serve(settings: Settings, pipeline: Pipeline | None = None) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    relay = RelayServer(settings.smtp, pipeline or build_pipeline(settings))
+    await relay.start()
+    for host, port in relay.addresses:
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        log.info("listening on %s, next hop %s", shown, settings.smtp.next_hop)
+    try:
+        await stop.wait()
+        log.info("shutting down: waiting up to %.0fs for transactions in flight",
+                 settings.smtp.shutdown_grace_seconds)
+        await relay.shutdown(settings.smtp.shutdown_grace_seconds)
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+    log.info("stopped")
+
+
+def run_service(settings: Settings) -> int:
+    configure_logging()
+    try:
+        asyncio.run(serve(settings))
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    return 0
