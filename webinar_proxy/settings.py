@@ -160,8 +160,10 @@ class StoreSettings(_Section):
     url: Annotated[str, AfterValidator(_store_url)] = "sqlite:///var/lib/webinar-proxy/state.db"
     #: Days a deleted conference stays in the store before it is purged.
     deleted_retention_days: int = Field(30, ge=0)
-    #: PostgreSQL: most query connections (as many again may each hold a key lock).
+    #: PostgreSQL: most connections for queries.
     pool_size: int = Field(10, ge=1, le=1000)
+    #: PostgreSQL: most key locks held at once (one connection each); more wait for one.
+    lock_pool_size: int = Field(40, ge=1, le=1000)
     #: PostgreSQL: seconds to wait for a connection (at start and from the pool).
     connect_timeout_seconds: float = Field(10.0, gt=0)
     #: SQLite: seconds to wait for another process's write lock on the file.

@@ -49,15 +49,16 @@ async def open_store(
     url: str,
     *,
     pool_size: int = 10,
+    lock_pool_size: int = 40,
     connect_timeout: float = 10.0,
     busy_timeout: float = 5.0,
 ) -> ConferenceStore:
     """Open the store at ``url``, migrating its schema; the caller must ``await store.close()``.
 
     ``sqlite:///ABSOLUTE/PATH`` (the directory is created if missing; ``busy_timeout``
-    seconds to wait for another process's write) or ``postgresql://…`` (a pool of up
-    to ``pool_size`` query connections plus as many for held key locks;
-    ``connect_timeout`` seconds to get a connection).
+    seconds to wait for another process's write) or ``postgresql://…`` (up to
+    ``pool_size`` query connections, plus one connection per held key lock, at most
+    ``lock_pool_size``; ``connect_timeout`` seconds to get a connection).
     """
     if url.startswith("sqlite:"):
         from webinar_proxy.store.sqlite import SqliteStore
@@ -72,7 +73,10 @@ async def open_store(
                 f"(install webinar-proxy[postgres]): {exc}"
             ) from None
         return await PostgresStore.open(
-            url, pool_size=pool_size, connect_timeout=connect_timeout
+            url,
+            pool_size=pool_size,
+            lock_pool_size=lock_pool_size,
+            connect_timeout=connect_timeout,
         )
     raise StoreConfigError(f"{redact_url(url)}: expected sqlite:///PATH or postgresql://…")
 
@@ -82,6 +86,7 @@ async def open_configured_store(settings: StoreSettings) -> ConferenceStore:
     return await open_store(
         settings.url,
         pool_size=settings.pool_size,
+        lock_pool_size=settings.lock_pool_size,
         connect_timeout=settings.connect_timeout_seconds,
         busy_timeout=settings.busy_timeout_seconds,
     )

@@ -20,6 +20,11 @@ class KeyLocks:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def waiting(self, key: Hashable) -> int:
+        """Tasks waiting for ``key`` (not counting the holder)."""
+        lock, users = self._entries.get(key, (None, 0))
+        return users - 1 if lock is not None and lock.locked() else users
+
     @asynccontextmanager
     async def hold(self, key: Hashable) -> AsyncIterator[None]:
         lock, users = self._entries.get(key, (None, 0))

@@ -88,6 +88,15 @@ _UPSERT = (
 _ORDER = " ORDER BY created_at, organizer, uid"
 _LOCK = "SELECT pg_advisory_lock(hashtextextended(%s, 0))"
 _UNLOCK = "SELECT pg_advisory_unlock(hashtextextended(%s, 0))"
+# pg_locks shows a bigint advisory key as classid (high 32 bits) and objid (low 32 bits).
+_WAITERS = """
+    WITH wanted AS (SELECT hashtextextended(%s, 0) AS key)
+    SELECT count(*) FROM pg_locks, wanted
+    WHERE locktype = 'advisory' AND NOT granted AND objsubid = 1
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND classid::bigint = (wanted.key >> 32) & 4294967295
+      AND objid::bigint = wanted.key & 4294967295
+"""
 _MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
 
 _DRIVER_ERRORS = (psycopg.Error, psycopg_pool.PoolTimeout, psycopg_pool.PoolClosed)
@@ -118,7 +127,7 @@ class PostgresStore:
     """``ConferenceStore`` on PostgreSQL.  Create with ``await PostgresStore.open(url)``."""
 
     def __init__(
-        self, url: str, *, pool_size: int, connect_timeout: float, lock_pool_size: int | None
+        self, url: str, *, pool_size: int, connect_timeout: float, lock_pool_size: int
     ) -> None:
         try:
             self._password = conninfo_to_dict(url).get("password")
@@ -142,7 +151,7 @@ class PostgresStore:
         self._lock_pool = psycopg_pool.AsyncConnectionPool(
             url,
             min_size=0,
-            max_size=lock_pool_size or pool_size,
+            max_size=lock_pool_size,
             kwargs=self._options,
             check=psycopg_pool.AsyncConnectionPool.check_connection,
             timeout=connect_timeout,
@@ -156,7 +165,7 @@ class PostgresStore:
         url: str,
         *,
         pool_size: int = 10,
-        lock_pool_size: int | None = None,
+        lock_pool_size: int = 40,
         connect_timeout: float = 10.0,
     ) -> PostgresStore:
         """Connect (waiting up to ``connect_timeout``) and migrate the schema."""
@@ -317,7 +326,15 @@ class PostgresStore:
         )
 
     def key_lock(self, organizer: str, uid: str) -> contextlib.AbstractAsyncContextManager[None]:
-        return self._hold(f"webinar-proxy\x1f{self._schema}\x1f{organizer.lower()}\x1f{uid}")
+        return self._hold(self._lock_name(organizer, uid))
+
+    async def lock_waiters(self, organizer: str, uid: str) -> int:
+        """How many sessions wait (not hold) for the key's lock, across all processes."""
+        rows = await self._fetch("lock_waiters", _WAITERS, (self._lock_name(organizer, uid),))
+        return int(rows[0][0])
+
+    def _lock_name(self, organizer: str, uid: str) -> str:
+        return f"webinar-proxy\x1f{self._schema}\x1f{organizer.lower()}\x1f{uid}"
 
     @contextlib.asynccontextmanager
     async def _hold(self, lock_name: str) -> AsyncIterator[None]:

@@ -316,3 +316,7 @@ class SqliteStore:
     def key_lock(self, organizer: str, uid: str) -> AbstractAsyncContextManager[None]:
         return self._locks.hold((organizer.lower(), uid))
 
+    async def lock_waiters(self, organizer: str, uid: str) -> int:
+        """How many tasks of this process wait (not hold) for the key's lock."""
+        return self._locks.waiting((organizer.lower(), uid))
+
