@@ -103,7 +103,7 @@ DomainList = Annotated[tuple[str, ...], BeforeValidator(_list_from_env), NoDecod
 
 def _https_or_http_url(value: str) -> str:
     if not re.match(r"^https?://[^/\s]+", value):
-        raise ValueError(f"{value!r} is not an http(s) URL")
+        raise ValueError("not an http(s) URL")
     return value.rstrip("/")
 
 
@@ -242,8 +242,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError([f"{path}: not valid TOML ({exc})"]) from None
 
 
-def _unknown_env_keys(environ: Mapping[str, str]) -> list[str]:
-    """Environment variables with our prefix that name no setting (pydantic ignores them)."""
+def _unknown_env_keys(environ: Mapping[str, str]) -> list[tuple[str, str]]:
+    """Environment variables with our prefix that name no setting, as (location, problem)."""
     problems = []
     for name in environ:
         upper = name.upper()
@@ -251,12 +251,20 @@ def _unknown_env_keys(environ: Mapping[str, str]) -> list[str]:
             continue
         parts = upper[len(ENV_PREFIX) :].lower().split("__")
         section = Settings.model_fields.get(parts[0])
+        location = ".".join(parts)
         if section is None or len(parts) != 2:
-            problems.append(f"{name}: unknown setting")
+            problems.append((location, f"{name}: unknown setting"))
             continue
         section_model = section.annotation
         if isinstance(section_model, type) and parts[1] not in section_model.model_fields:
-            problems.append(f"{name}: unknown setting")
+            problems.append((location, f"{name}: unknown setting"))
+    return problems
+
+
+def _redact(problems: list[str], secrets: list[str]) -> list[str]:
+    for secret in secrets:
+        if len(secret) >= 4:
+            problems = [problem.replace(secret, "***") for problem in problems]
     return problems
 
 
@@ -280,21 +288,32 @@ def load_settings(config_path: str | os.PathLike[str] | None = None) -> Settings
     if config_path is None and environ.get(CONFIG_ENV):
         config_path = environ[CONFIG_ENV]
     file_values: dict[str, Any] = _read_toml(Path(config_path)) if config_path else {}
-    problems = _unknown_env_keys(environ)
+    env_problems = _unknown_env_keys(environ)
+    problems = [problem for _, problem in env_problems]
+    reported = {location for location, _ in env_problems}
     credential = _read_credential_token(environ)
+    secrets = [str(value) for value in (
+        credential,
+        environ.get(f"{ENV_PREFIX}WEBINAR__TOKEN"),
+        (file_values.get("webinar") or {}).get("token") if isinstance(
+            file_values.get("webinar"), dict) else None,
+    ) if value]
     if credential is not None and isinstance(file_values.get("webinar", {}), dict):
         # systemd's LoadCredential= wins over the file; an explicit env var wins over both.
         file_values["webinar"] = {**file_values.get("webinar", {}), "token": credential}
     try:
         settings = Settings(**file_values)
     except ValidationError as exc:
-        problems.extend(_describe(error) for error in exc.errors())
-        raise ConfigError(problems) from None
+        problems.extend(
+            _describe(error) for error in exc.errors()
+            if ".".join(str(part) for part in error.get("loc", ())) not in reported
+        )
+        raise ConfigError(_redact(problems, secrets)) from None
     except SettingsError as exc:
         problems.append(str(exc).split(" from source")[0].replace("error parsing value", "bad value"))
-        raise ConfigError(problems) from None
+        raise ConfigError(_redact(problems, secrets)) from None
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(_redact(problems, secrets))
     return settings
 
 

@@ -169,10 +169,7 @@ class RelayHandler:
             session.processing = False
             session.in_transaction = False
             session.xforward = {}
-        if reply.is_success:
-            outcome = "relayed"
-        else:
-            outcome = "tempfailed" if reply.is_temporary else "rejected"
+        outcome = _outcome(reply)
         log.info(
             "session=%s from=<%s> rcpts=%d size=%d outcome=%s reply=%r duration=%.3fs",
             message.session_id, message.mail_from, len(message.rcpt_tos), len(content),
@@ -193,6 +190,10 @@ class RelayHandler:
                     log.warning("session=%s pipeline: %s", message.session_id, exc.reason)
                     await _abort_next_hop_transaction(session)
                     return Reply(451, f"4.3.0 {exc.reason}")
+                except Exception:
+                    log.exception("session=%s pipeline failed", message.session_id)
+                    await _abort_next_hop_transaction(session)
+                    return replies.TEMPFAIL_INTERNAL
                 reply = await next_hop.data(*_payload(content))
         except TimeoutError:
             log.error("session=%s deadline of %.0fs passed", message.session_id,
@@ -203,10 +204,16 @@ class RelayHandler:
             log.warning("session=%s next hop failed at DATA: %s", message.session_id, exc)
             return replies.TEMPFAIL_NEXT_HOP_LOST
         except Exception:
-            log.exception("session=%s processing failed", message.session_id)
+            log.exception("session=%s forwarding failed", message.session_id)
             next_hop.close()
             return replies.TEMPFAIL_INTERNAL
         return _mask_421(reply)
+
+
+def _outcome(reply: Reply) -> str:
+    if reply.is_success:
+        return "relayed"
+    return "tempfailed" if reply.is_temporary else "rejected"
 
 
 def _payload(content: bytes) -> tuple[bytes, ...]:
@@ -362,7 +369,7 @@ class RelaySMTP(SMTP):
         §4.2.5: the reply comes after the data) while only the last bytes are kept.
         """
         reader = self._reader
-        limit = self.relay_settings.max_message_size + len(wire.END_OF_DATA)
+        limit = self.relay_settings.max_message_size + len(wire.EMPTY_DATA)
         buffer = bytearray()
         tail: bytes | None = None  # set once over the limit: only the last bytes are kept
         while True:
@@ -383,7 +390,7 @@ class RelaySMTP(SMTP):
             if end >= 0:
                 _push_back(reader, bytes(buffer[end:]))
                 del buffer[end:]
-                return wire.unstuff(buffer)
+                return wire.unstuff(buffer) if end <= limit else None
             if len(buffer) > limit:
                 tail = bytes(buffer[-(len(wire.END_OF_DATA) - 1) :])
                 buffer = bytearray()
