@@ -60,8 +60,10 @@ class TokenBucket:
             # Bounded: each pass either takes a token or sleeps until one is due.
             for _ in range(1000):
                 now = self._refill()
-                if self._tokens >= 1:
-                    self._tokens -= 1
+                # The tolerance absorbs float rounding, which could otherwise leave
+                # 0.999… tokens and a wait too small to move a large clock value.
+                if self._tokens >= 1 - 1e-9:
+                    self._tokens = max(self._tokens - 1, 0.0)
                     return
                 wait = (1 - self._tokens) / self.rate
                 if deadline is not None and now + wait > deadline:
