@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fake.add_argument("--organization", default="demo-org", help="organization slug in links")
 
+    demo = commands.add_parser(
+        "demo", help="run the relay end to end on this machine with sample mail (no setup)"
+    )
+    demo.add_argument("--keep", metavar="DIR", help="keep delivered mail in DIR (default: a temp dir)")
+
     conferences = commands.add_parser(
         "conferences", help="administer the conference store (reads the store, not the platform)"
     )
@@ -153,7 +158,14 @@ def cmd_conferences(args: argparse.Namespace) -> int:
     return run_conferences(args, settings)
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from webinar_proxy.demo import run_demo
+
+    return run_demo(args.keep)
+
+
 COMMANDS = {
+    "demo": cmd_demo,
     "conferences": cmd_conferences,
     "serve": cmd_serve,
     "check-config": cmd_check_config,

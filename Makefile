@@ -1,0 +1,25 @@
+# Two entry points for a fresh clone: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+demo: $(BIN)/.installed
+	$(BIN)/webinar-proxy demo
+
+test: $(BIN)/.installed
+	$(BIN)/ruff check webinar_proxy tests bench
+	$(BIN)/pytest
+
+bench: $(BIN)/.installed
+	$(BIN)/python bench/bench_relay.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
