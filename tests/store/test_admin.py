@@ -1,0 +1,132 @@
+"""``webinar-proxy conferences list|show|forget`` run as a real subprocess against a real store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from datetime import UTC, datetime
+
+from webinar_proxy.store import ConferenceRecord, ConferenceState, Registration
+
+PROMPTLY = 60.0
+
+
+async def run_cli(store_url: str, *arguments: str) -> tuple[int, str, str]:
+    # Only the store URL of ours reaches the child: a stray WEBINAR_PROXY_* variable
+    # (the test's own PG URL among them) would be an unknown setting to it.
+    environment = {
+        name: value for name, value in os.environ.items() if not name.startswith("WEBINAR_PROXY_")
+    }
+    environment["WEBINAR_PROXY_STORE__URL"] = store_url
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "webinar_proxy", "conferences", *arguments,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=environment,
+    )
+    async with asyncio.timeout(PROMPTLY):
+        stdout, stderr = await process.communicate()
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+async def fill(store) -> None:
+    await store.put(
+        ConferenceRecord(
+            "boss@example.org",
+            "weekly@example.org",
+            state=ConferenceState.ACTIVE,
+            link="https://my.mts-link.ru/j/demo/1",
+            booked_start=datetime(2030, 5, 6, 10, tzinfo=UTC),
+            summary="Weekly",
+            calendar=b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n",
+            registrations=(Registration("ann@example.org", "GUEST", 7),),
+        )
+    )
+    await store.put(ConferenceRecord("a@example.org", "shared", state="pending_delete"))
+    await store.put(ConferenceRecord("b@example.org", "shared", state="deleted"))
+
+
+async def test_list_as_json(store, store_url):
+    await fill(store)
+    code, stdout, stderr = await run_cli(store_url, "list", "--json")
+    assert code == 0, stderr
+    listed = json.loads(stdout)
+    assert {(item["organizer"], item["uid"]) for item in listed} == {
+        ("boss@example.org", "weekly@example.org"),
+        ("a@example.org", "shared"),
+        ("b@example.org", "shared"),
+    }
+    weekly = next(item for item in listed if item["uid"] == "weekly@example.org")
+    assert weekly["state"] == "active"
+    assert weekly["booked_start"] == "2030-05-06T10:00:00+00:00"
+    assert weekly["registrations"] == [
+        {"address": "ann@example.org", "role": "GUEST", "participation_id": 7}
+    ]
+
+
+async def test_list_filters_by_state_as_text(store, store_url):
+    await fill(store)
+    code, stdout, _ = await run_cli(store_url, "list", "--state", "active")
+    assert code == 0
+    lines = stdout.splitlines()
+    assert len(lines) == 1
+    assert lines[0].split("\t")[:3] == ["active", "boss@example.org", "weekly@example.org"]
+
+
+async def test_show(store, store_url):
+    await fill(store)
+    code, stdout, _ = await run_cli(store_url, "show", "weekly@example.org", "--json")
+    assert code == 0
+    shown = json.loads(stdout)
+    assert shown["link"] == "https://my.mts-link.ru/j/demo/1"
+    assert shown["calendar"].startswith("BEGIN:VCALENDAR")
+
+    code, stdout, _ = await run_cli(store_url, "show", "weekly@example.org")
+    assert code == 0
+    assert "link: https://my.mts-link.ru/j/demo/1" in stdout.splitlines()
+
+
+async def test_show_not_found_and_ambiguous(store, store_url):
+    await fill(store)
+    code, stdout, stderr = await run_cli(store_url, "show", "missing")
+    assert (code, stdout) == (1, "")
+    assert "no stored conference" in stderr
+
+    code, _, stderr = await run_cli(store_url, "show", "shared")
+    assert code == 1
+    assert "--organizer" in stderr and "a@example.org" in stderr
+
+    code, stdout, _ = await run_cli(store_url, "show", "shared", "--organizer", "B@example.org")
+    assert code == 0
+    assert "state: deleted" in stdout.splitlines()
+
+
+async def test_forget(store, store_url):
+    await fill(store)
+    code, _, stderr = await run_cli(store_url, "forget", "shared")
+    assert code == 1 and "several organizers" in stderr
+
+    code, stdout, _ = await run_cli(store_url, "forget", "shared", "--organizer", "a@example.org")
+    assert code == 0 and "forgot" in stdout
+    assert await store.get("a@example.org", "shared") is None
+    assert await store.get("b@example.org", "shared") is not None
+
+    code, _, _ = await run_cli(store_url, "forget", "shared", "--organizer", "a@example.org")
+    assert code == 1
+
+
+async def test_unusable_store_url_is_a_config_error(tmp_path):
+    code, _, stderr = await run_cli("postgresql://127.0.0.1:5432/test?nonsense=1", "list")
+    assert code == 2 and "store.url" in stderr
+
+    code, _, stderr = await run_cli("mysql://somewhere/db", "list")
+    assert code == 2 and "store.url" in stderr
+
+
+async def test_unreachable_store_fails_without_leaking_the_password(tmp_path):
+    code, _, stderr = await run_cli("postgresql://relay:hunter2-secret@127.0.0.1:1/x", "list")
+    assert code == 1
+    assert "hunter2-secret" not in stderr
+    assert "relay:***@127.0.0.1" in stderr
