@@ -105,7 +105,8 @@ def throughput(args: argparse.Namespace, work: Path) -> list[dict[str, float | i
     relay = start_relay(relay_port, sink_port, work / "relay.log")
     rows = []
     try:
-        for size, label, counts in ((10 * 1024, "10 KB", (600, 3000, 3000)), (1024 * 1024, "1 MB", (60, 200, 200))):
+        plan = ((10 * 1024, "10 KB", (600, 3000, 3000)), (1024 * 1024, "1 MB", (60, 200, 200)))
+        for size, label, counts in plan:
             for sessions, count in zip((1, 10, 50), counts, strict=True):
                 if args.quick:
                     count = max(sessions, count // 3)
@@ -148,7 +149,9 @@ def peak_rss_20mb(work: Path) -> tuple[float, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="one repetition, a third of the messages")
     parser.add_argument("--repeat", type=int, default=3, help="interleaved runs per row (median)")
     args = parser.parse_args()

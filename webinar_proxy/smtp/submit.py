@@ -21,14 +21,14 @@ async def submit(
     content: bytes,
     *,
     local_hostname: str = "webinar-proxy",
-    timeout: float = 60.0,
+    timeout_seconds: float = 60.0,
 ) -> Reply:
     """Send ``content``; the server's reply to the end of DATA, or the first refusal.
 
     Raises ``NextHopError`` when the server cannot be reached or drops the connection.
     """
-    connection = NextHop(address, local_hostname=local_hostname, connect_timeout=timeout,
-                         command_timeout=timeout)
+    connection = NextHop(address, local_hostname=local_hostname, connect_timeout=timeout_seconds,
+                         command_timeout=timeout_seconds)
     try:
         await connection.open()
         reply = await connection.mail(mail_from, ["BODY=8BITMIME"] if _is_8bit(content) else [])
