@@ -205,6 +205,18 @@ async def test_list_registrations_reads_every_page(client) -> None:
         assert participation.role == "GUEST"
 
 
+async def test_list_registrations_refuses_a_page_size_the_platform_lacks(client) -> None:
+    with pytest.raises(ValueError):
+        await client.list_registrations(1, per_page=7)
+
+
+async def test_state_lists_each_sessions_registered_emails(client, fake) -> None:
+    _, session_id, _ = await _meeting(client)
+    await client.invite(session_id, [Invitee("b@example.org"), Invitee("a@example.org")])
+    [session] = fake.state()["sessions"]
+    assert session["registeredEmails"] == ["a@example.org", "b@example.org"]
+
+
 async def test_find_registration_is_case_insensitive(client) -> None:
     _, session_id, _ = await _meeting(client)
     registration = await client.register(session_id, email="Anna@Example.org")

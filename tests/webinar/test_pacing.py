@@ -79,3 +79,23 @@ def test_bad_parameters_are_refused() -> None:
         TokenBucket(0)
     with pytest.raises(ValueError):
         TokenBucket(2, burst=0)
+
+
+async def test_a_burst_allows_that_many_at_once_then_spaces_the_rest() -> None:
+    clock = Clock()
+    bucket = TokenBucket(2.0, burst=2, clock=clock, sleep=clock.sleep)
+    stamps = []
+    for _ in range(4):
+        await bucket.acquire()
+        stamps.append(clock.now)
+    assert stamps == [0.0, 0.0, 0.5, 1.0]
+
+
+async def test_callers_queued_beyond_their_deadline_are_refused_at_once() -> None:
+    clock = Clock()
+    bucket = TokenBucket(2.0, clock=clock, sleep=clock.sleep)
+    outcomes = await asyncio.gather(
+        *(bucket.acquire(deadline=1.2) for _ in range(5)), return_exceptions=True
+    )
+    refused = [o for o in outcomes if isinstance(o, PacingDeadline)]
+    assert len(refused) == 2  # slots at 0, 0.5 and 1.0 fit; 1.5 and 2.0 do not

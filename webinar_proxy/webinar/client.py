@@ -75,7 +75,8 @@ DEFAULT_API_URL = "https://userapi.mts-link.ru/v3"
 MOSCOW_TIMEZONE_ID = 1
 #: The platform's batch size for ``invite``.
 INVITE_BATCH = 50
-_MAX_PAGES = 1000
+#: Page sizes the platform accepts for participations and members.
+PAGE_SIZES = (10, 50, 100, 250, 500)
 
 
 def _no_body(body: Any) -> None:
@@ -399,7 +400,8 @@ class WebinarClient:
     ) -> tuple[Participation, ...]:
         """All registrations of a session (``GET /eventsessions/{id}/participations``, paged)."""
         return await self._all_pages(
-            f"eventsessions/{int(session_id)}/participations", {}, per_page, parse_participation
+            f"eventsessions/{int(session_id)}/participations", {}, per_page, parse_participation,
+            max_pages=1000,
         )
 
     async def find_registration(self, session_id: int, email: str) -> Participation | None:
@@ -437,7 +439,7 @@ class WebinarClient:
         # The platform's e-mail filter is documented but its matching is not; compare
         # exactly here, and page on in case the filter was ignored.
         for member in await self._all_pages(
-            "organization/members", {"email": email.strip()}, 100, parse_member
+            "organization/members", {"email": email.strip()}, 100, parse_member, max_pages=20
         ):
             if member.email.strip().casefold() == key:
                 found = member
@@ -505,10 +507,18 @@ class WebinarClient:
         return form
 
     async def _all_pages(
-        self, path: str, query: dict[str, Any], per_page: int, parse_item: Callable[[Any], T]
+        self,
+        path: str,
+        query: dict[str, Any],
+        per_page: int,
+        parse_item: Callable[[Any], T],
+        *,
+        max_pages: int,
     ) -> tuple[T, ...]:
+        if per_page not in PAGE_SIZES:
+            raise ValueError(f"per_page must be one of {PAGE_SIZES}")
         items: list[T] = []
-        for page in range(1, _MAX_PAGES + 1):
+        for page in range(1, max_pages + 1):
             params = {**query, "page": page, "perPage": per_page}
             batch = await self._call(
                 "GET", path, params=params,

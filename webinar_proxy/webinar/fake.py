@@ -75,7 +75,11 @@ class Fault:
 
 @dataclass
 class RecordedRequest:
-    """One API call as the fake received it (``form`` decoded; query for GET)."""
+    """One API call as the fake received it.
+
+    ``form`` is the decoded body plus query string; it stays empty for calls answered
+    by a fault, the rate limit or the token check, which never reach the platform.
+    """
 
     method: str
     path: str

@@ -675,6 +675,7 @@ class FakePlatform:
                     "startsAt": format_platform_time(s.starts_at),
                     "utcStartsAt": int(s.starts_at.timestamp()), "timezoneId": s.timezone_id,
                     "duration": s.duration, "link": s.link,
+                    "registeredEmails": sorted(p.email for p in self._participations_of(s.id)),
                 }
                 for s in sorted(self.sessions.values(), key=lambda s: s.id)
             ],

@@ -115,14 +115,15 @@ class Participation:
     role: str | None
     event_id: int | None
     session_id: int | None
-    token: str | None
+    #: The personal-link token (the platform's ``url`` field), not the API token.
+    link_token: str | None
     is_accepted: bool | None
     register_status: str | None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def personal_link(self, event_link: str) -> str | None:
         """The personal join link ``<event link>/<token>``, if the platform gave a token."""
-        return f"{event_link.rstrip('/')}/{self.token}" if self.token else None
+        return f"{event_link.rstrip('/')}/{self.link_token}" if self.link_token else None
 
 
 @dataclass(frozen=True)
@@ -282,7 +283,7 @@ def parse_participation(body: Any) -> Participation:
         role=opt_str(data.get("role")),
         event_id=opt_int(data.get("eventId")),
         session_id=opt_int(data.get("eventSessionId")),
-        token=opt_str(data.get("url")),
+        link_token=opt_str(data.get("url")),
         is_accepted=opt_bool(data.get("isAccepted")),
         register_status=opt_str(data.get("registerStatus")),
         raw=dict(data),

@@ -23,9 +23,11 @@ class PacingDeadline(Exception):
 class TokenBucket:
     """At most ``rate`` acquisitions per second on average, ``burst`` at once.
 
-    The default burst of 1 spaces requests evenly (one every ``1/rate`` s), which
-    also satisfies a platform that counts requests in a sliding one-second window.
-    Waiters are served in arrival order.
+    Each caller reserves the next free slot and sleeps until it (the GCRA form of a
+    token bucket), so callers are served in arrival order and one whose slot lies
+    beyond its deadline is refused at once instead of queueing.  The default burst
+    of 1 spaces requests evenly (one every ``1/rate`` s), which also satisfies a
+    platform that counts requests in a sliding one-second window.
     """
 
     def __init__(
@@ -42,34 +44,21 @@ class TokenBucket:
             raise ValueError("burst must be at least 1")
         self.rate = rate
         self.burst = burst
+        self._interval = 1.0 / rate
         self._clock = clock
         self._sleep = sleep
-        self._tokens = float(burst)
-        self._updated = clock()
-        self._lock = asyncio.Lock()
-
-    def _refill(self) -> float:
-        now = self._clock()
-        self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
-        self._updated = now
-        return now
+        # Theoretical arrival time: when the bucket would be full again.
+        self._full_at = clock()
 
     async def acquire(self, deadline: float | None = None) -> None:
-        """Take one token, waiting as needed; ``deadline`` is a time on the clock."""
-        async with self._lock:
-            # Bounded: each pass either takes a token or sleeps until one is due.
-            for _ in range(1000):
-                now = self._refill()
-                # The tolerance absorbs float rounding, which could otherwise leave
-                # 0.999… tokens and a wait too small to move a large clock value.
-                if self._tokens >= 1 - 1e-9:
-                    self._tokens = max(self._tokens - 1, 0.0)
-                    return
-                wait = (1 - self._tokens) / self.rate
-                if deadline is not None and now + wait > deadline:
-                    raise PacingDeadline
-                await self._sleep(wait)
-            raise PacingDeadline  # pragma: no cover - a clock that never advances
+        """Wait for a request slot; ``deadline`` is a time on the clock."""
+        now = self._clock()
+        slot = max(now, self._full_at - (self.burst - 1) * self._interval)
+        if deadline is not None and slot > deadline:
+            raise PacingDeadline
+        self._full_at = max(self._full_at, slot) + self._interval
+        if slot > now:
+            await self._sleep(slot - now)
 
 
 class Backoff:
