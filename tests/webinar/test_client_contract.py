@@ -79,7 +79,7 @@ async def test_get_event_lists_its_sessions(client) -> None:
 
 async def test_series_takes_several_sessions_but_not_two_at_one_time(client, fake) -> None:
     event = await client.create_event(
-        name="Weekly", start=START, rule="FREQ=WEEKLY;BYDAY=SU",
+        name="Weekly", start=START, rule="FREQ=WEEKLY;COUNT=10;BYDAY=SU",
         ends_at=START + timedelta(weeks=10),
     )
     await client.create_session(event.event_id, start=START)

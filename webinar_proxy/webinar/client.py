@@ -546,12 +546,14 @@ class WebinarClient:
         if self._token:
             headers["x-auth-token"] = self._token
         problem = "no attempt made"
+        last_status: int | None = None
+        attempts = 0
         for attempt in range(self._max_attempts):
             try:
                 await self._bucket.acquire(deadline)
             except PacingDeadline:
                 raise self._temporary(
-                    operation, f"no request slot before the deadline; {problem}"
+                    operation, f"no request slot before the deadline; {problem}", last_status
                 ) from None
             remaining = deadline - self._clock()
             if remaining <= 0:
@@ -561,6 +563,7 @@ class WebinarClient:
             )
             retry_after: float | None = None
             status: int | None = None
+            attempts += 1
             try:
                 response = await self._http.request(
                     method, path, content=content, params=params, headers=headers, timeout=timeout
@@ -572,7 +575,7 @@ class WebinarClient:
                     f"{type(exc).__name__}: {self._scrub(str(exc))}", operation=operation
                 ) from None
             else:
-                status = response.status_code
+                status = last_status = response.status_code
                 if 200 <= status < 300:
                     try:
                         return parse(_decode_json(response))
@@ -592,11 +595,13 @@ class WebinarClient:
                 "Webinar API %s: %s; retry %d in %.2f s", operation, problem, attempt + 1, delay
             )
             await self._sleep(delay)
-        raise self._temporary(operation, f"gave up within the deadline; last problem: {problem}")
+        raise self._temporary(
+            operation, f"gave up after {attempts} attempt(s); last problem: {problem}", last_status
+        )
 
-    def _temporary(self, operation: str, message: str) -> TemporaryError:
+    def _temporary(self, operation: str, message: str, status: int | None) -> TemporaryError:
         log.warning("Webinar API %s: %s", operation, message)
-        return TemporaryError(message, operation=operation)
+        return TemporaryError(message, operation=operation, status=status)
 
     def _scrub(self, text: str) -> str:
         # Defence in depth against a platform echoing the token; a very short (test)

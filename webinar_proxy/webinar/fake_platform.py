@@ -36,6 +36,7 @@ EVENT_TYPES = ("webinar", "meeting", "training")
 SINGLE_RULE = "FREQ=DAILY;COUNT=1"
 _DURATION_RE = re.compile(r"^PT(?:\d+H)?(?:\d+M)?(?:\d+S)?$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+$")
+_SINGLE_COUNT_RE = re.compile(r"(?:^|;)COUNT=1(?:;|$)")
 
 # (id, IANA name, description).  Only ids 1 and 95 are documented; the rest are
 # stand-ins so that zone mapping has something to map.  Zones missing here (e.g.
@@ -153,7 +154,7 @@ class FakeEvent:
 
     @property
     def is_series(self) -> bool:
-        return "COUNT=1" not in self.rule.upper().replace(" ", "")
+        return _SINGLE_COUNT_RE.search(self.rule.upper().replace(" ", "")) is None
 
 
 @dataclass
