@@ -179,6 +179,29 @@ class PolicySettings(_Section):
     template_dir: Path | None = None
     #: Zone in which floating (zone-less) times in invitations are read.
     default_timezone: str = "Europe/Moscow"
+    #: Organizer domains whose every invitation gets a conference, keyword or not.
+    always_domains: DomainList = ()
+    #: When the platform cannot be reached after retries: "tempfail" answers 451 so the
+    #: MTA retries later; "deliver" forwards the invitation without a link and tells the
+    #: organizer.
+    on_api_failure: Literal["tempfail", "deliver"] = "tempfail"
+    #: Send the organizer a short notice when a conference is created, removed, or
+    #: could not be created.
+    notify_organizer: bool = True
+    #: From: of organizer notices; empty = "webinar-noreply@<organizer's domain>".
+    notice_from: str = ""
+    #: The platform's limit of participants per conference.
+    max_attendees: int = Field(10_000, ge=1)
+
+
+class SchedulerSettings(_Section):
+    #: Seconds between scheduler passes (roll recurring conferences forward, retry
+    #: deletes, clean up interrupted creations, purge old rows).
+    interval_seconds: float = Field(60.0, gt=0)
+    #: Longest wait between two attempts to delete a conference the platform refused to delete.
+    delete_retry_max_seconds: float = Field(3600.0, gt=0)
+    #: A creation interrupted this long ago (crash, lost connection) is cleaned up.
+    stale_creating_seconds: float = Field(3600.0, gt=0)
 
 
 class Settings(BaseSettings):
@@ -196,6 +219,7 @@ class Settings(BaseSettings):
     webinar: WebinarSettings = WebinarSettings()
     store: StoreSettings = StoreSettings()
     policy: PolicySettings = PolicySettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
 
     @classmethod
     def settings_customise_sources(
