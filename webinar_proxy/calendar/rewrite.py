@@ -1,0 +1,148 @@
+"""Change the conference properties of one UID's VEVENTs, leaving every other line alone.
+
+Works on content lines (see ``contentlines``): a property that does not change
+keeps its original bytes, including its folding; SEQUENCE, DTSTAMP and UID are
+never touched.  What the LOCATION, DESCRIPTION and X-ALT-DESC values become is
+decided by the caller's functions, so this module knows nothing about templates.
+
+New or changed lines use the text's own line ending and are folded at 75 octets.
+The RFC 7986 CONFERENCE property this relay writes is recognised by its link, so
+a CONFERENCE another system wrote (Google Meet, Teams) stays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from webinar_proxy.calendar.contentlines import (
+    Line,
+    components,
+    escape_text,
+    fold,
+    line_ending,
+    param,
+    split_lines,
+    split_property,
+    unescape_text,
+)
+
+TextChange = Callable[[str | None], str | None]
+
+
+@dataclass(frozen=True)
+class EventEdit:
+    """What to do to each VEVENT of the UID."""
+
+    #: The CONFERENCE link to write, or None to take ours out.
+    conference_link: str | None
+    label: str
+    is_our_link: Callable[[str], bool]
+    #: Unescaped old LOCATION (None if absent) -> new value (None drops the property).
+    location: TextChange
+    description: TextChange
+    #: Unescaped HTML of ``X-ALT-DESC;FMTTYPE=text/html`` -> new HTML.
+    html_description: Callable[[str], str]
+
+
+def conference_line(link: str, label: str) -> str:
+    clean_label = label.replace('"', "")
+    if any(char in clean_label for char in ';:,') or not clean_label:
+        clean_label = f'"{clean_label}"'
+    return f"CONFERENCE;VALUE=URI;FEATURE=AUDIO,VIDEO;LABEL={clean_label}:{link}"
+
+
+def _uid_of(lines: list[Line], begin: int, end: int) -> str | None:
+    depth = 0
+    for line in lines[begin + 1 : end]:
+        upper = line.logical[:6].upper()
+        if upper.startswith("BEGIN:"):
+            depth += 1
+        elif upper.startswith("END:"):
+            depth -= 1
+        elif depth == 0 and line.name == "UID":
+            return unescape_text(split_property(line.logical)[1]).strip()
+    return None
+
+
+def rewrite_events(text: str, uid: str, edit: EventEdit) -> tuple[str, int]:
+    """``text`` with every VEVENT of ``uid`` changed as ``edit`` says, and how many
+    VEVENTs carry that UID."""
+    lines = split_lines(text)
+    eol = line_ending(text)
+    replaced: dict[int, str] = {}
+    inserted: dict[int, list[str]] = {}
+    matched = 0
+    for block in components(lines):
+        if block.name != "VEVENT" or _uid_of(lines, block.begin, block.end) != uid:
+            continue
+        matched += 1
+        _edit_event(lines, block.begin, block.end, edit, eol, replaced, inserted)
+    if not replaced and not inserted:
+        return text, matched
+    out: list[str] = []
+    for index, line in enumerate(lines):
+        out.extend(inserted.get(index, ()))
+        out.append(replaced.get(index, line.raw))
+    return "".join(out), matched
+
+
+def _edit_event(
+    lines: list[Line],
+    begin: int,
+    end: int,
+    edit: EventEdit,
+    eol: str,
+    replaced: dict[int, str],
+    inserted: dict[int, list[str]],
+) -> None:
+    own: list[int] = []  # the VEVENT's own property lines, not its VALARMs
+    first_nested = end
+    depth = 0
+    for index in range(begin + 1, end):
+        upper = lines[index].logical[:6].upper()
+        if upper.startswith("BEGIN:"):
+            if depth == 0 and first_nested == end:
+                first_nested = index
+            depth += 1
+        elif upper.startswith("END:"):
+            depth -= 1
+        elif depth == 0:
+            own.append(index)
+    additions: list[str] = []
+
+    def set_text(name: str, change: TextChange) -> None:
+        index = next((i for i in own if lines[i].name == name), None)
+        if index is None:
+            new = change(None)
+            if new is not None:
+                additions.append(fold(f"{name}:{escape_text(new)}", eol))
+            return
+        head, raw_value = split_property(lines[index].logical)
+        old = unescape_text(raw_value)
+        new = change(old)
+        if new == old:
+            return
+        replaced[index] = "" if new is None else fold(f"{head}:{escape_text(new)}", eol)
+
+    set_text("LOCATION", edit.location)
+    set_text("DESCRIPTION", edit.description)
+    for index in own:
+        if lines[index].name != "X-ALT-DESC":
+            continue
+        head, raw_value = split_property(lines[index].logical)
+        if (param(head, "FMTTYPE") or "").lower() != "text/html":
+            continue
+        old = unescape_text(raw_value)
+        new = edit.html_description(old)
+        if new != old:
+            replaced[index] = fold(f"{head}:{escape_text(new)}", eol)
+    for index in own:
+        if lines[index].name == "CONFERENCE":
+            _, value = split_property(lines[index].logical)
+            if edit.is_our_link(value.strip()):
+                replaced[index] = ""
+    if edit.conference_link is not None:
+        additions.append(fold(conference_line(edit.conference_link, edit.label), eol))
+    if additions:
+        inserted.setdefault(first_nested, []).extend(additions)
