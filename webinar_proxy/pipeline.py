@@ -39,6 +39,14 @@ class TemporaryFailure(Exception):
 
 
 class Pipeline(Protocol):
+    """What the edge calls for each message.
+
+    A pipeline may also define ``async def after_delivery(message, delivered: bool)``;
+    the edge calls it (in the background) once the final reply is decided, so that
+    follow-up work such as a notice to the organizer happens only for mail the next
+    hop accepted.
+    """
+
     async def process(self, message: InboundMessage) -> bytes:
         """Return the bytes to forward (``message.content`` itself when unchanged)."""
         ...

@@ -87,6 +87,8 @@ class RelayHandler:
     def __init__(self, settings: SmtpSettings, pipeline: Pipeline) -> None:
         self.settings = settings
         self.pipeline = pipeline
+        self._after_delivery = getattr(pipeline, "after_delivery", None)
+        self._background: set[asyncio.Task[None]] = set()
 
     async def handle_EHLO(
         self, server: SMTP, session: Session, envelope: Envelope,
@@ -176,6 +178,11 @@ class RelayHandler:
             outcome, f"{reply.code} {reply.text.splitlines()[0] if reply.text else ''}",
             loop.time() - started,
         )
+        if self._after_delivery is not None:
+            # after the client has its reply: follow-up mail must not delay it
+            task = asyncio.ensure_future(self._after_delivery(message, reply.is_success))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         return format_reply(reply)
 
     async def _deliver(self, session: RelaySession, message: InboundMessage) -> Reply:
