@@ -204,6 +204,11 @@ class SchedulerSettings(_Section):
     stale_creating_seconds: float = Field(3600.0, gt=0)
 
 
+class MetricsSettings(_Section):
+    #: Where to serve /metrics and /healthz (``host:port``, keep it loopback); unset = off.
+    listen: HostPortField | None = None
+
+
 class Settings(BaseSettings):
     """Everything webinar-proxy is configured with; frozen once loaded."""
 
@@ -220,6 +225,7 @@ class Settings(BaseSettings):
     store: StoreSettings = StoreSettings()
     policy: PolicySettings = PolicySettings()
     scheduler: SchedulerSettings = SchedulerSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @classmethod
     def settings_customise_sources(
