@@ -29,10 +29,12 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from webinar_proxy.metrics import NO_METRICS, Metrics
 from webinar_proxy.pipeline import InboundMessage, Pipeline, TemporaryFailure
 from webinar_proxy.settings import SmtpSettings
 from webinar_proxy.smtp import replies, wire
 from webinar_proxy.smtp.nexthop import NextHop, NextHopError
+from webinar_proxy.smtp.queueid import queue_id
 from webinar_proxy.smtp.replies import Reply
 
 log = logging.getLogger("webinar_proxy.smtp")
@@ -62,6 +64,8 @@ class RelaySession(Session):
         self.messages = 0
         #: True while the end of DATA is being processed (pipeline and next hop).
         self.processing = False
+        #: Whether the pipeline changed the current message (for the mail metrics).
+        self.rewritten = False
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -84,9 +88,10 @@ class RelaySession(Session):
 class RelayHandler:
     """aiosmtpd handler hooks: relay each command to the next hop."""
 
-    def __init__(self, settings: SmtpSettings, pipeline: Pipeline) -> None:
+    def __init__(self, settings: SmtpSettings, pipeline: Pipeline, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.pipeline = pipeline
+        self.metrics = metrics or NO_METRICS
         self._after_delivery = getattr(pipeline, "after_delivery", None)
         self._background: set[asyncio.Task[None]] = set()
 
@@ -165,6 +170,7 @@ class RelayHandler:
             deadline=started + self.settings.deadline_seconds,
         )
         session.processing = True
+        session.rewritten = False
         try:
             reply = await self._deliver(session, message)
         finally:
@@ -172,12 +178,17 @@ class RelayHandler:
             session.in_transaction = False
             session.xforward = {}
         outcome = _outcome(reply)
+        elapsed = loop.time() - started
+        queue = queue_id(content, message.xforward)
         log.info(
-            "session=%s from=<%s> rcpts=%d size=%d outcome=%s reply=%r duration=%.3fs",
-            message.session_id, message.mail_from, len(message.rcpt_tos), len(content),
+            "session=%s%s from=<%s> rcpts=%d size=%d outcome=%s reply=%r duration=%.3fs",
+            message.session_id, f" queue_id={queue}" if queue else "", message.mail_from,
+            len(message.rcpt_tos), len(content),
             outcome, f"{reply.code} {reply.text.splitlines()[0] if reply.text else ''}",
-            loop.time() - started,
+            elapsed,
         )
+        self.metrics.observe_data_phase(elapsed)
+        self.metrics.mail(_mail_outcome(reply, session.rewritten))
         if self._after_delivery is not None:
             # after the client has its reply: follow-up mail must not delay it
             task = asyncio.ensure_future(self._after_delivery(message, reply.is_success))
@@ -201,6 +212,8 @@ class RelayHandler:
                     log.exception("session=%s pipeline failed", message.session_id)
                     await _abort_next_hop_transaction(session)
                     return replies.TEMPFAIL_INTERNAL
+                # Equal bytes count as unchanged; comparing costs only when they differ.
+                session.rewritten = content is not message.content and content != message.content
                 reply = await next_hop.data(*_payload(content))
         except TimeoutError:
             log.error("session=%s deadline of %.0fs passed", message.session_id,
@@ -221,6 +234,13 @@ def _outcome(reply: Reply) -> str:
     if reply.is_success:
         return "relayed"
     return "tempfailed" if reply.is_temporary else "rejected"
+
+
+def _mail_outcome(reply: Reply, rewritten: bool) -> str:
+    """The outcome for the mail metrics: relayed mail is split into rewritten and passed."""
+    if reply.is_success:
+        return "rewritten" if rewritten else "passed"
+    return _outcome(reply)
 
 
 def _payload(content: bytes) -> tuple[bytes, ...]:
@@ -359,6 +379,7 @@ class RelaySMTP(SMTP):
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         received = await self._read_data()
         if received is None:
+            self.event_handler.metrics.mail("rejected")
             await self.push(str(replies.MESSAGE_TOO_BIG))
             await _abort_next_hop_transaction(self.relay_session())
             self.relay_session().in_transaction = False
@@ -414,9 +435,9 @@ def _push_back(reader: asyncio.StreamReader, data: bytes) -> None:
 class RelayServer:
     """The listening relay: start, address, graceful shutdown."""
 
-    def __init__(self, settings: SmtpSettings, pipeline: Pipeline) -> None:
+    def __init__(self, settings: SmtpSettings, pipeline: Pipeline, metrics: Metrics | None = None) -> None:
         self.settings = settings
-        self.handler = RelayHandler(settings, pipeline)
+        self.handler = RelayHandler(settings, pipeline, metrics)
         self.connections: set[RelaySMTP] = set()
         self._server: asyncio.Server | None = None
 
@@ -439,6 +460,10 @@ class RelayServer:
     @property
     def port(self) -> int:
         return self.addresses[0][1]
+
+    def is_serving(self) -> bool:
+        """True while the listener is bound and accepting (for /healthz)."""
+        return self._server is not None and self._server.is_serving()
 
     def busy_connections(self) -> Iterable[RelaySMTP]:
         return [c for c in self.connections if c.session and c.relay_session().in_transaction]
