@@ -60,6 +60,7 @@ def start_relay(port: int, sink_port: int, log_path: Path) -> subprocess.Popen[b
         "WEBINAR_PROXY_SMTP__LISTEN": f"127.0.0.1:{port}",
         "WEBINAR_PROXY_SMTP__NEXT_HOP": f"127.0.0.1:{sink_port}",
         "WEBINAR_PROXY_WEBINAR__TOKEN": "bench",
+        "WEBINAR_PROXY_STORE__URL": f"sqlite:///{log_path.parent}/state.db",
     })
     log = log_path.open("ab")
     process = subprocess.Popen(

@@ -12,9 +12,10 @@ import os
 import signal
 import sys
 
-from webinar_proxy.pipeline import PassThrough, Pipeline
 from webinar_proxy.settings import Settings
 from webinar_proxy.smtp.server import RelayServer
+from webinar_proxy.store import StoreError
+from webinar_proxy.wiring import open_services
 
 log = logging.getLogger("webinar_proxy")
 
@@ -30,25 +31,24 @@ def configure_logging(level: int = logging.INFO) -> None:
     logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
-def build_pipeline(settings: Settings) -> Pipeline:
-    return PassThrough()
-
-
-async def serve(settings: Settings, pipeline: Pipeline | None = None) -> None:
+async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    relay = RelayServer(settings.smtp, pipeline or build_pipeline(settings))
-    await relay.start()
-    for host, port in relay.addresses:
-        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        log.info("listening on %s, next hop %s", shown, settings.smtp.next_hop)
     try:
-        await stop.wait()
-        log.info("shutting down: waiting up to %.0fs for transactions in flight",
-                 settings.smtp.shutdown_grace_seconds)
-        await relay.shutdown(settings.smtp.shutdown_grace_seconds)
+        async with open_services(settings) as services:
+            relay = RelayServer(settings.smtp, services.pipeline)
+            await relay.start()
+            for host, port in relay.addresses:
+                shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+                log.info("listening on %s, next hop %s", shown, settings.smtp.next_hop)
+            scheduler = asyncio.create_task(services.scheduler.run_forever(stop))
+            await stop.wait()
+            log.info("shutting down: waiting up to %.0fs for transactions in flight",
+                     settings.smtp.shutdown_grace_seconds)
+            await relay.shutdown(settings.smtp.shutdown_grace_seconds)
+            await scheduler
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
@@ -59,7 +59,7 @@ def run_service(settings: Settings) -> int:
     configure_logging()
     try:
         asyncio.run(serve(settings))
-    except OSError as exc:
+    except (OSError, StoreError) as exc:
         log.error("cannot start: %s", exc)
         return 1
     return 0

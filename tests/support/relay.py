@@ -6,6 +6,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -47,6 +48,9 @@ def relay_process(
     """``python -m webinar_proxy serve`` as a child; returns once it logged readiness."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("WEBINAR_PROXY_")}
     full_env.update(env)
+    if "WEBINAR_PROXY_STORE__URL" not in full_env:
+        state = tempfile.mkdtemp(prefix="webinar-proxy-test-")
+        full_env["WEBINAR_PROXY_STORE__URL"] = f"sqlite:///{state}/state.db"
     process = subprocess.Popen(
         [sys.executable, "-m", "webinar_proxy", *(args or ["serve"])],
         cwd=REPO, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

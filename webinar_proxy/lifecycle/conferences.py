@@ -1,0 +1,274 @@
+"""Conference operations: keep one Webinar conference in step with one meeting.
+
+``ConferenceManager`` is where the platform (``webinar/``) and the store (``store/``)
+meet.  Every operation is a reconciliation written to survive being interrupted at
+any step and run again: a record is written *before* the first platform call, and
+after every call that creates something, so a retry (the MTA's, after our 451)
+continues where the last attempt stopped instead of creating a second conference.
+Callers hold the store's key lock around each operation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+
+from webinar_proxy import engine
+from webinar_proxy.engine import Classification, EngineOptions
+from webinar_proxy.store import ConferenceRecord, ConferenceState, ConferenceStore, Registration
+from webinar_proxy.webinar import EventType, Invitee, Role, WebinarClient, WebinarError
+
+log = logging.getLogger("webinar_proxy.lifecycle")
+
+#: A series event whose sessions may fall on any day: a recurring meeting's
+#: occurrences (moved ones included) all fit it, so the event link stays valid.
+SERIES_RULE = "FREQ=DAILY"
+DEFAULT_DURATION = timedelta(hours=1)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Wanted:
+    """What the conference should look like for one meeting."""
+
+    summary: str
+    start: datetime
+    end: datetime
+    recurring: bool
+    people: dict[str, Role]  # address (lower-case) → role
+    skipped_over_limit: int = 0
+
+    @property
+    def duration(self) -> timedelta:
+        return max(self.end - self.start, timedelta(minutes=1))
+
+
+def wanted_from(c: Classification, now: datetime, max_attendees: int) -> Wanted:
+    occurrence = c.next_occurrence
+    if occurrence is not None:
+        start, end = occurrence.start, occurrence.end
+    else:  # a meeting entirely in the past: book its own start, as asked
+        start = (c.start or now).astimezone(UTC)
+        end = (c.end or start + (c.duration or DEFAULT_DURATION)).astimezone(UTC)
+    people: dict[str, Role] = {}
+    assert c.organizer is not None
+    people[c.organizer.lower()] = Role.ADMIN
+    for attendee in c.attendees:
+        address = attendee.address.lower()
+        if not attendee.is_person or address in people:
+            continue
+        people[address] = Role.LECTURER if (attendee.role or "").upper() == "CHAIR" else Role.GUEST
+    skipped = max(0, len(people) - max_attendees)
+    if skipped:
+        people = dict(list(people.items())[:max_attendees])
+    return Wanted(
+        summary=(c.summary or "").strip() or "Meeting",
+        start=start, end=end, recurring=c.recurring, people=people, skipped_over_limit=skipped,
+    )
+
+
+class ConferenceManager:
+    def __init__(
+        self,
+        store: ConferenceStore,
+        client: WebinarClient,
+        options: EngineOptions,
+        *,
+        max_attendees: int = 10_000,
+        delete_retry_max: timedelta = timedelta(hours=1),
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.options = options
+        self.max_attendees = max_attendees
+        self.delete_retry_max = delete_retry_max
+        self.clock = clock
+
+    # -- create / update ------------------------------------------------------------
+
+    async def ensure(self, c: Classification, record: ConferenceRecord | None) -> ConferenceRecord:
+        """Create the conference, or bring it in step with the meeting; returns the record.
+
+        Raises ``WebinarError`` (nothing half-stored: a retry continues) or ``StoreError``.
+        """
+        assert c.organizer and c.uid
+        now = self.clock()
+        wanted = wanted_from(c, now, self.max_attendees)
+        if wanted.skipped_over_limit:
+            log.warning("uid=%s: %d attendees over the platform's limit of %d are not registered",
+                        c.uid, wanted.skipped_over_limit, self.max_attendees)
+        if record is not None and record.state == ConferenceState.PENDING_DELETE:
+            await self._delete_on_platform(record)  # the old one must go before a new one
+            record = None
+        if record is None or record.state == ConferenceState.DELETED:
+            record = await self.store.put(ConferenceRecord(organizer=c.organizer, uid=c.uid))
+        if record.event_id is None:
+            owner = await self.client.owner_id_for(c.organizer)
+            created = await self.client.create_event(
+                name=wanted.summary, start=wanted.start, duration=wanted.duration, owner_id=owner,
+                event_type=EventType.MEETING, rule=SERIES_RULE if wanted.recurring else None,
+            )
+            record = await self.store.put(dataclasses.replace(
+                record, event_id=created.event_id, link=created.link, summary=wanted.summary,
+                recurring=wanted.recurring,
+            ))
+            log.info("uid=%s organizer=%s: created event %s", c.uid, c.organizer, created.event_id)
+        if record.session_id is None:
+            assert record.event_id is not None
+            session = await self.client.create_session(
+                record.event_id, start=wanted.start, name=wanted.summary
+            )
+            record = await self.store.put(dataclasses.replace(
+                record, session_id=session.session_id, booked_start=wanted.start,
+                booked_end=wanted.end, summary=wanted.summary,
+            ))
+        else:
+            record = await self._move(record, wanted)
+        record = await self._sync_people(record, wanted.people)
+        return await self.store.put(dataclasses.replace(
+            record,
+            state=ConferenceState.ACTIVE,
+            sequence=max(record.sequence, c.sequence or 0),
+            summary=wanted.summary,
+            timezone=c.timezone,
+            calendar=c.calendar or record.calendar,
+            recurring=wanted.recurring,
+            last_error=None,
+        ))
+
+    async def _move(self, record: ConferenceRecord, wanted: Wanted) -> ConferenceRecord:
+        booked_duration = (
+            record.booked_end - record.booked_start
+            if record.booked_start and record.booked_end else None
+        )
+        moved = record.booked_start != wanted.start or booked_duration != wanted.duration
+        renamed = record.summary != wanted.summary
+        if not (moved or renamed):
+            return record
+        assert record.event_id is not None and record.session_id is not None
+        name = wanted.summary if renamed else None
+        if not record.recurring:
+            await self.client.update_event(
+                record.event_id, start=wanted.start if moved else None, name=name,
+                duration=wanted.duration if moved else None,
+            )
+        elif renamed:
+            await self.client.update_event(record.event_id, name=name)
+        await self.client.update_session(
+            record.session_id, start=wanted.start if moved else None, name=name,
+            duration=wanted.duration if moved else None,
+        )
+        log.info("uid=%s: conference moved to %s", record.uid, wanted.start.isoformat())
+        return await self.store.put(dataclasses.replace(
+            record, booked_start=wanted.start, booked_end=wanted.end, summary=wanted.summary
+        ))
+
+    async def _sync_people(self, record: ConferenceRecord, people: dict[str, Role]) -> ConferenceRecord:
+        assert record.session_id is not None
+        stored = {r.address.lower(): r for r in record.registrations}
+        added = [address for address in people if address not in stored]
+        removed = [r for address, r in stored.items() if address not in people]
+        registrations = [r for r in record.registrations if r.address.lower() in people]
+        if added:
+            done = await self.client.invite(
+                record.session_id, [Invitee(email=a, role=people[a]) for a in added]
+            )
+            ids = {r.email.lower(): r.participation_id for r in done}
+            if any(a not in ids for a in added):  # skipped by the platform: look them up
+                for p in await self.client.list_registrations(record.session_id):
+                    ids.setdefault(p.email.lower(), p.participation_id)
+            registrations += [Registration(a, str(people[a]), ids.get(a)) for a in added]
+        if removed:
+            await self.client.remove_registrations(
+                r.participation_id for r in removed if r.participation_id is not None
+            )
+        if not (added or removed):
+            return record
+        return await self.store.put(dataclasses.replace(record, registrations=tuple(registrations)))
+
+    async def unregister(self, record: ConferenceRecord, addresses: Iterable[str]) -> ConferenceRecord:
+        gone = {a.lower() for a in addresses} - {record.organizer}
+        removed = [r for r in record.registrations if r.address.lower() in gone]
+        if not removed:
+            return record
+        await self.client.remove_registrations(
+            r.participation_id for r in removed if r.participation_id is not None
+        )
+        kept = tuple(r for r in record.registrations if r.address.lower() not in gone)
+        return await self.store.put(dataclasses.replace(record, registrations=kept))
+
+    # -- occurrences ----------------------------------------------------------------
+
+    async def cancel_occurrences(
+        self, record: ConferenceRecord, recurrence_ids: Iterable[datetime]
+    ) -> ConferenceRecord:
+        """Note cancelled occurrences; move the booking off a cancelled one (delete if none is left)."""
+        now = self.clock()
+        before = frozenset(record.cancelled_occurrences)
+        after = before | {r.astimezone(UTC) for r in recurrence_ids}
+        record = await self.store.put(
+            dataclasses.replace(record, cancelled_occurrences=tuple(sorted(after)))
+        )
+        if not record.calendar:
+            return record
+        booked = engine.next_occurrence(record.calendar, record.uid, now, self.options, cancelled=before)
+        if booked is None or booked.recurrence_id not in after:
+            return record
+        return await self.book_next(record, now)
+
+    async def book_next(self, record: ConferenceRecord, now: datetime) -> ConferenceRecord:
+        """Move the session to the next remaining occurrence; delete the conference when none is left."""
+        assert record.calendar is not None and record.session_id is not None
+        upcoming = engine.next_occurrence(
+            record.calendar, record.uid, now, self.options,
+            cancelled=frozenset(record.cancelled_occurrences),
+        )
+        if upcoming is None:
+            if record.recurring and record.booked_end and record.booked_end <= now:
+                # the series simply ran out: keep the conference, stop rolling it
+                return await self.store.put(dataclasses.replace(record, recurring=False))
+            return await self.delete(record, "no occurrence left")
+        if upcoming.start == record.booked_start:
+            return record
+        await self.client.update_session(
+            record.session_id, start=upcoming.start, duration=upcoming.end - upcoming.start
+        )
+        log.info("uid=%s: booked occurrence %s", record.uid, upcoming.start.isoformat())
+        return await self.store.put(dataclasses.replace(
+            record, booked_start=upcoming.start, booked_end=upcoming.end
+        ))
+
+    # -- delete -----------------------------------------------------------------------
+
+    async def delete(self, record: ConferenceRecord, reason: str) -> ConferenceRecord:
+        """Delete on the platform; on failure the record waits in the retry queue.
+
+        Never raises ``WebinarError``: a cancellation is forwarded whatever happens here.
+        """
+        try:
+            await self._delete_on_platform(record)
+        except WebinarError as exc:
+            attempts = record.delete_attempts + 1
+            wait = min(timedelta(seconds=30 * 2 ** (attempts - 1)), self.delete_retry_max)
+            log.warning("uid=%s: delete failed (%s), retry in %s", record.uid, exc, wait)
+            return await self.store.put(dataclasses.replace(
+                record, state=ConferenceState.PENDING_DELETE, delete_attempts=attempts,
+                next_attempt_at=self.clock() + wait, last_error=f"{reason}: {exc}"[:500],
+            ))
+        log.info("uid=%s organizer=%s: conference deleted (%s)", record.uid, record.organizer, reason)
+        return await self.store.put(dataclasses.replace(
+            record, state=ConferenceState.DELETED, deleted_at=self.clock(), next_attempt_at=None,
+            last_error=None,
+        ))
+
+    async def _delete_on_platform(self, record: ConferenceRecord) -> None:
+        if record.session_id is not None:
+            await self.client.delete_session(record.session_id)
+        if record.event_id is not None:
+            await self.client.delete_event(record.event_id)

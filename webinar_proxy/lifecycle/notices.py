@@ -1,0 +1,90 @@
+"""Organizer notices: a short localized mail saying what happened to the conference.
+
+The organizer's own invitation goes to the attendees, so without a notice the
+organizer would not see the join link (seed 3.3).  Notices are built here (pure)
+and sent by the pipeline after the invitation itself was accepted by the next hop.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, make_msgid
+
+from webinar_proxy.lifecycle.conferences import utc_now
+
+
+class NoticeKind(enum.StrEnum):
+    CREATED = "created"
+    REMOVED = "removed"
+    FAILED = "failed"
+
+
+_TEXTS = {
+    "ru": {
+        NoticeKind.CREATED: (
+            "Конференция Webinar создана: {summary}",
+            "Для встречи «{summary}» создана конференция Webinar.\n\n"
+            "Ссылка для подключения:\n{link}\n\n"
+            "Ссылка уже вписана в приглашение, которое получили участники.\n",
+        ),
+        NoticeKind.REMOVED: (
+            "Конференция Webinar удалена: {summary}",
+            "Конференция Webinar для встречи «{summary}» удалена.\n"
+            "Ссылка {link} больше не действует.\n",
+        ),
+        NoticeKind.FAILED: (
+            "Конференцию Webinar создать не удалось: {summary}",
+            "Для встречи «{summary}» не удалось создать конференцию Webinar: {reason}.\n"
+            "Приглашение отправлено участникам без ссылки. Отправьте его ещё раз позже\n"
+            "или обратитесь к администратору почты.\n",
+        ),
+    },
+    "en": {
+        NoticeKind.CREATED: (
+            "Webinar conference created: {summary}",
+            "A Webinar conference was created for the meeting \"{summary}\".\n\n"
+            "Join link:\n{link}\n\n"
+            "The link is already in the invitation your attendees received.\n",
+        ),
+        NoticeKind.REMOVED: (
+            "Webinar conference removed: {summary}",
+            "The Webinar conference of the meeting \"{summary}\" was removed.\n"
+            "The link {link} no longer works.\n",
+        ),
+        NoticeKind.FAILED: (
+            "Webinar conference could not be created: {summary}",
+            "No Webinar conference could be created for the meeting \"{summary}\": {reason}.\n"
+            "The invitation went to the attendees without a link. Send it again later or\n"
+            "contact your mail administrator.\n",
+        ),
+    },
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    kind: NoticeKind
+    organizer: str
+    summary: str
+    link: str | None = None
+    reason: str = ""
+
+
+def build_notice(notice: Notice, *, language: str, sender: str = "") -> bytes:
+    """The notice as a complete RFC 5322 message (CRLF line endings)."""
+    subject, body = _TEXTS.get(language, _TEXTS["en"])[notice.kind]
+    values = {"summary": notice.summary, "link": notice.link or "", "reason": notice.reason}
+    domain = notice.organizer.rpartition("@")[2] or "localhost"
+    message = EmailMessage(policy=SMTP)
+    message["From"] = sender or f"Webinar <webinar-noreply@{domain}>"
+    message["To"] = notice.organizer
+    message["Subject"] = subject.format(**values)
+    message["Date"] = format_datetime(utc_now())
+    message["Message-ID"] = make_msgid(domain=domain)
+    # RFC 3834: an automatic message; vacation responders must not answer it.
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(body.format(**values), charset="utf-8")
+    return message.as_bytes()

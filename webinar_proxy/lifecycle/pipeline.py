@@ -1,0 +1,164 @@
+"""The invitation pipeline: message → decision → platform and store → rewritten message.
+
+This is the product's use case (DESIGN §3).  For each message the SMTP edge hands
+over, it asks the engine what the mail carries, takes the per-key lock, decides
+with ``decide``, lets ``ConferenceManager`` act, and returns the bytes to forward:
+the original object when nothing changes, a complete rewrite otherwise, or
+``TemporaryFailure`` (451) when the conference cannot be made now — never a
+half-written message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+
+from webinar_proxy import engine
+from webinar_proxy.engine import Classification, EngineOptions
+from webinar_proxy.lifecycle.conferences import ConferenceManager, utc_now
+from webinar_proxy.lifecycle.decide import Action, decide, is_served
+from webinar_proxy.lifecycle.notices import Notice, NoticeKind, build_notice
+from webinar_proxy.pipeline import InboundMessage, TemporaryFailure
+from webinar_proxy.settings import PolicySettings
+from webinar_proxy.store import ConferenceRecord, ConferenceState, ConferenceStore, StoreError
+from webinar_proxy.webinar import RejectedError, WebinarError
+
+log = logging.getLogger("webinar_proxy.lifecycle")
+
+#: Messages above this size are classified and rewritten in a worker thread so the
+#: event loop keeps serving other sessions.
+OFF_LOOP_BYTES = 256 * 1024
+
+#: Sends one message (envelope sender, recipients, bytes) through the next hop.
+NoticeSender = Callable[[str, Sequence[str], bytes], Awaitable[object]]
+
+
+class InvitationPipeline:
+    def __init__(
+        self,
+        manager: ConferenceManager,
+        store: ConferenceStore,
+        options: EngineOptions,
+        policy: PolicySettings,
+        *,
+        send_notice: NoticeSender | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.manager = manager
+        self.store = store
+        self.options = options
+        self.policy = policy
+        self.send_notice = send_notice
+        self.clock = clock
+        self._notices: dict[str, list[Notice]] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def process(self, message: InboundMessage) -> bytes:
+        content = message.content
+        c = await self._off_loop(
+            content, engine.classify, content, message.mail_from, self.options, self.clock()
+        )
+        if not (c.processable and c.is_imip and c.uid and c.organizer):
+            return content
+        if not is_served(c.organizer, self.policy.organizer_domains):
+            return content
+        always = is_served(c.organizer, self.policy.always_domains) if self.policy.always_domains else False
+        try:
+            async with self.store.key_lock(c.organizer, c.uid):
+                record = await self.store.get(c.organizer, c.uid)
+                decision = decide(c, record, always=always)
+                log.info("session=%s uid=%s method=%s organizer=%s action=%s (%s)",
+                         message.session_id, c.uid, c.method, c.organizer, decision.action,
+                         decision.reason)
+                return await self._act(message, c, record, decision.action)
+        except StoreError as exc:
+            log.error("session=%s conference store unavailable: %s", message.session_id, exc)
+            raise TemporaryFailure("Conference store unavailable, try again later") from None
+
+    async def _act(
+        self, message: InboundMessage, c: Classification, record: ConferenceRecord | None, action: Action
+    ) -> bytes:
+        content = message.content
+        assert c.uid is not None and c.organizer is not None
+        if action is Action.PASS:
+            return content
+        if action is Action.INSERT_LINK:
+            assert record is not None and record.link
+            return await self._rewrite(content, c.uid, record.link)
+        if action is Action.ENSURE:
+            return await self._ensure(message, c, record)
+        assert record is not None
+        if action in (Action.REMOVE, Action.CANCEL):
+            await self.manager.delete(record, "removed by the organizer" if action is Action.REMOVE
+                                      else "meeting cancelled")
+            self._queue(message, Notice(NoticeKind.REMOVED, c.organizer, record.summary or "",
+                                        record.link))
+            if action is Action.REMOVE and c.has_our_link:
+                return await self._off_loop(
+                    content, engine.remove_conference, content, c.uid, self.options
+                )
+            return content
+        try:
+            if action is Action.UNREGISTER:
+                await self.manager.unregister(record, (a.address for a in c.attendees))
+            elif action is Action.CANCEL_OCCURRENCES:
+                await self.manager.cancel_occurrences(record, c.recurrence_ids)
+        except WebinarError as exc:
+            # The cancellation reaches the attendees anyway; the platform keeps a few
+            # extra registrations or an outdated session until the next update.
+            log.warning("uid=%s: %s not applied on the platform: %s", c.uid, action, exc)
+        return content
+
+    async def _ensure(self, message: InboundMessage, c: Classification, record: ConferenceRecord | None) -> bytes:
+        assert c.uid is not None and c.organizer is not None
+        created = record is None or record.link is None or record.state != ConferenceState.ACTIVE
+        try:
+            record = await self.manager.ensure(c, record)
+        except RejectedError as exc:
+            # The platform refuses this meeting as it is: retrying the same mail
+            # cannot help, so deliver it without a link and tell the organizer.
+            log.error("uid=%s: the platform rejected the conference: %s", c.uid, exc)
+            return self._deliver_without_link(message, c, str(exc.message or exc))
+        except WebinarError as exc:
+            if self.policy.on_api_failure == "deliver":
+                log.error("uid=%s: no conference (%s); delivering without a link", c.uid, exc)
+                return self._deliver_without_link(message, c, "the Webinar platform is unavailable")
+            log.warning("uid=%s: conference not ready (%s); asking the MTA to retry", c.uid, exc)
+            raise TemporaryFailure("Webinar conference could not be reserved yet, try again later") from None
+        assert record.link is not None
+        if created:
+            self._queue(message, Notice(NoticeKind.CREATED, c.organizer, record.summary, record.link))
+        return await self._rewrite(message.content, c.uid, record.link)
+
+    def _deliver_without_link(self, message: InboundMessage, c: Classification, reason: str) -> bytes:
+        assert c.organizer is not None
+        self._queue(message, Notice(NoticeKind.FAILED, c.organizer, c.summary or "", reason=reason))
+        return message.content
+
+    async def _rewrite(self, content: bytes, uid: str, link: str) -> bytes:
+        return await self._off_loop(content, engine.rewrite, content, uid, link, self.options)
+
+    async def _off_loop(self, content: bytes, function, *args):  # type: ignore[no-untyped-def]
+        if len(content) > OFF_LOOP_BYTES:
+            return await asyncio.to_thread(function, *args)
+        return function(*args)
+
+    # -- organizer notices, sent only once the invitation itself was accepted ----------
+
+    def _queue(self, message: InboundMessage, notice: Notice) -> None:
+        if self.policy.notify_organizer and self.send_notice is not None:
+            self._notices.setdefault(message.session_id, []).append(notice)
+
+    async def after_delivery(self, message: InboundMessage, delivered: bool) -> None:
+        notices = self._notices.pop(message.session_id, [])
+        if not delivered or self.send_notice is None:
+            return
+        for notice in notices:
+            data = build_notice(notice, language=self.policy.language, sender=self.policy.notice_from)
+            try:
+                await self.send_notice("", [notice.organizer], data)
+            except Exception as exc:  # a notice is a courtesy; it never fails the mail
+                log.warning("notice to %s not sent: %s", notice.organizer, exc)
+

@@ -1,0 +1,117 @@
+"""Work that needs no mail, done on a timer.
+
+* Recurring meetings: once the booked occurrence has ended, book the next one
+  (the platform shows only the nearest occurrence, seed 3.6).
+* Deletes the platform refused: retry them with backoff (durable: the queue is the
+  store's ``pending_delete`` rows, so a restart loses nothing).
+* Creations interrupted long ago (a crash between platform calls, a mail the MTA
+  gave up on): delete what was created, so no orphan stays on the platform.
+* Deleted rows older than the retention period: purge them.
+
+``run_once(now)`` does one pass and is what tests call with an injected clock;
+``run_forever`` repeats it every ``scheduler.interval_seconds``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from webinar_proxy.lifecycle.conferences import ConferenceManager
+from webinar_proxy.settings import SchedulerSettings
+from webinar_proxy.store import ConferenceState, ConferenceStore, StoreError
+from webinar_proxy.webinar import WebinarError
+
+log = logging.getLogger("webinar_proxy.scheduler")
+
+
+@dataclass(frozen=True, slots=True)
+class PassReport:
+    rolled: int = 0
+    deleted: int = 0
+    still_pending: int = 0
+    orphans: int = 0
+    purged: int = 0
+
+
+class Scheduler:
+    def __init__(
+        self,
+        manager: ConferenceManager,
+        store: ConferenceStore,
+        settings: SchedulerSettings,
+        *,
+        retention: timedelta = timedelta(days=30),
+    ) -> None:
+        self.manager = manager
+        self.store = store
+        self.settings = settings
+        self.retention = retention
+
+    async def run_once(self, now: datetime | None = None) -> PassReport:
+        now = now or self.manager.clock()
+        rolled = await self._roll_forward(now)
+        deleted, pending = await self._retry_deletes(now)
+        orphans = await self._clean_orphans(now)
+        purged = await self.store.purge_deleted(now - self.retention)
+        report = PassReport(rolled, deleted, pending, orphans, purged)
+        if report != PassReport():
+            log.info("scheduler pass: %s", report)
+        return report
+
+    async def _roll_forward(self, now: datetime) -> int:
+        rolled = 0
+        for due in await self.store.due_rollovers(now):
+            async with self.store.key_lock(due.organizer, due.uid):
+                record = await self.store.get(due.organizer, due.uid)
+                if record is None or record.state != ConferenceState.ACTIVE or not record.recurring:
+                    continue
+                if record.booked_end is None or record.booked_end > now or not record.calendar:
+                    continue
+                try:
+                    await self.manager.book_next(record, now)
+                    rolled += 1
+                except WebinarError as exc:
+                    log.warning("uid=%s: roll forward failed, next pass retries: %s", record.uid, exc)
+        return rolled
+
+    async def _retry_deletes(self, now: datetime) -> tuple[int, int]:
+        deleted = pending = 0
+        for due in await self.store.due_deletes(now):
+            async with self.store.key_lock(due.organizer, due.uid):
+                record = await self.store.get(due.organizer, due.uid)
+                if record is None or record.state != ConferenceState.PENDING_DELETE:
+                    continue
+                result = await self.manager.delete(record, "retried by the scheduler")
+                if result.state == ConferenceState.DELETED:
+                    deleted += 1
+                else:
+                    pending += 1
+        return deleted, pending
+
+    async def _clean_orphans(self, now: datetime) -> int:
+        cleaned = 0
+        cutoff = now - timedelta(seconds=self.settings.stale_creating_seconds)
+        for stale in await self.store.stale_creating(cutoff):
+            async with self.store.key_lock(stale.organizer, stale.uid):
+                record = await self.store.get(stale.organizer, stale.uid)
+                if record is None or record.state != ConferenceState.CREATING or record.updated_at > cutoff:
+                    continue
+                await self.manager.delete(record, "creation interrupted")
+                cleaned += 1
+        return cleaned
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.run_once()
+            except StoreError as exc:
+                log.warning("scheduler pass skipped: conference store unavailable: %s", exc)
+            except Exception:
+                log.exception("scheduler pass failed")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.interval_seconds):
+                    await stop.wait()
