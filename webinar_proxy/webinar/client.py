@@ -8,13 +8,15 @@ become ``NotFoundError``/``ConflictError``/``RejectedError``/``UnauthorizedError
 at once.  Requests are form-encoded with bracket keys; answers are JSON.
 
 The token lives only in the request header: it is never part of a URL, an error, a
-log line or this object's ``repr``.
+log line or this object's ``repr``.  With ``metrics=``, every HTTP attempt is counted
+and timed under a stable operation name (``create_event``; see ``OPERATION_NAMES``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -24,6 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import httpx
 
 from webinar_proxy import __version__
+from webinar_proxy.metrics import NO_METRICS
 from webinar_proxy.webinar.errors import (
     ConflictError,
     NotFoundError,
@@ -64,6 +67,7 @@ from webinar_proxy.webinar.pacing import Backoff, Clock, PacingDeadline, Sleep, 
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
+    from webinar_proxy.metrics import Metrics
     from webinar_proxy.settings import WebinarSettings
 
 log = logging.getLogger(__name__)
@@ -77,6 +81,34 @@ MOSCOW_TIMEZONE_ID = 1
 INVITE_BATCH = 50
 #: Page sizes the platform accepts for participations and members.
 PAGE_SIZES = (10, 50, 100, 250, 500)
+
+#: Stable metric names of the API operations, by method and path with ids as ``{id}``.
+OPERATION_NAMES = {
+    ("POST", "events"): "create_event",
+    ("POST", "events/{id}/sessions"): "create_session",
+    ("GET", "eventsessions/{id}"): "get_session",
+    ("GET", "organization/events/{id}"): "get_event",
+    ("PUT", "organization/events/{id}"): "update_event",
+    ("PUT", "eventsessions/{id}"): "update_session",
+    ("DELETE", "eventsessions/{id}"): "delete_session",
+    ("DELETE", "organization/events/{id}"): "delete_event",
+    ("POST", "eventsessions/{id}/register"): "register",
+    ("POST", "eventsessions/{id}/invite"): "invite",
+    ("GET", "eventsessions/{id}/participations"): "list_registrations",
+    ("POST", "participations/delete"): "remove_registrations",
+    ("GET", "organization/members"): "list_members",
+    ("GET", "timezones"): "timezones",
+}
+_ID_SEGMENT = re.compile(r"(?<![^/])\d+(?![^/])")
+
+
+def operation_name(method: str, path: str) -> str:
+    """A stable, id-free name for metrics: ``create_event``, else e.g. ``get_events_id``."""
+    template = _ID_SEGMENT.sub("{id}", path.split("?", 1)[0].strip("/"))
+    known = OPERATION_NAMES.get((method.upper(), template))
+    if known is not None:
+        return known
+    return re.sub(r"[^a-z0-9]+", "_", f"{method} {template}".lower()).strip("_")
 
 
 def _no_body(body: Any) -> None:
@@ -110,6 +142,7 @@ class WebinarClient:
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         backoff: Backoff | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         secret = token.get_secret_value() if hasattr(token, "get_secret_value") else token
         if secret is None:
@@ -128,6 +161,7 @@ class WebinarClient:
         self._clock = clock
         self._sleep = sleep
         self._backoff = backoff or Backoff()
+        self._metrics = metrics or NO_METRICS
         self._bucket = TokenBucket(rate_limit, clock=clock, sleep=sleep)
         self._rate_limit = rate_limit
         self._member_ttl = member_cache_seconds
@@ -540,6 +574,7 @@ class WebinarClient:
     ) -> T:
         """One operation: paced, retried within the deadline, parsed or mapped to an error."""
         operation = f"{method} /{path}"
+        metric_name = operation_name(method, path)
         deadline = self._clock() + self.call_deadline
         content = encode_form(form) if form is not None else None
         headers = {"Content-Type": FORM_CONTENT_TYPE} if content is not None else {}
@@ -565,8 +600,9 @@ class WebinarClient:
             status: int | None = None
             attempts += 1
             try:
-                response = await self._http.request(
-                    method, path, content=content, params=params, headers=headers, timeout=timeout
+                response = await self._request(
+                    metric_name, method, path,
+                    content=content, params=params, headers=headers, timeout=timeout,
                 )
             except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
                 problem = f"{type(exc).__name__}: {self._scrub(str(exc)) or 'no detail'}"
@@ -598,6 +634,17 @@ class WebinarClient:
         raise self._temporary(
             operation, f"gave up after {attempts} attempt(s); last problem: {problem}", last_status
         )
+
+    async def _request(self, metric_name: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One HTTP attempt, counted and timed under ``metric_name`` (never the URL)."""
+        started = time.perf_counter()
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except Exception:
+            self._metrics.api_call(metric_name, "error", time.perf_counter() - started)
+            raise
+        self._metrics.api_call(metric_name, response.status_code, time.perf_counter() - started)
+        return response
 
     def _temporary(self, operation: str, message: str, status: int | None) -> TemporaryError:
         log.warning("Webinar API %s: %s", operation, message)
