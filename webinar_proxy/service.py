@@ -12,9 +12,16 @@ import os
 import signal
 import sys
 
+from webinar_proxy.metrics import (
+    HealthCheck,
+    Metrics,
+    MetricsServer,
+    start_metrics_server,
+    stop_metrics_server,
+)
 from webinar_proxy.settings import Settings
 from webinar_proxy.smtp.server import RelayServer
-from webinar_proxy.store import StoreError
+from webinar_proxy.store import ConferenceStore, StoreError
 from webinar_proxy.wiring import open_services
 
 log = logging.getLogger("webinar_proxy")
@@ -31,14 +38,34 @@ def configure_logging(level: int = logging.INFO) -> None:
     logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
+def health_checks(relay: RelayServer, store: ConferenceStore) -> dict[str, HealthCheck]:
+    """What ``/healthz`` reports: the SMTP listener is bound, the store answers."""
+
+    async def listener() -> bool:
+        return relay.is_serving()
+
+    async def store_answers() -> bool:
+        await store.ping()
+        return True
+
+    return {"listener": listener, "store": store_answers}
+
+
 async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    metrics = Metrics()
+    endpoint: MetricsServer | None = None
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        async with open_services(settings) as services:
-            relay = RelayServer(settings.smtp, services.pipeline)
+        async with open_services(settings, client_options={"metrics": metrics}) as services:
+            relay = RelayServer(settings.smtp, services.pipeline, metrics)
+            if settings.metrics.listen is not None:
+                endpoint = await start_metrics_server(
+                    settings.metrics, metrics, health_checks(relay, services.store)
+                )
+                log.info("metrics and health on http://%s/", settings.metrics.listen)
             await relay.start()
             for host, port in relay.addresses:
                 shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -50,6 +77,7 @@ async def serve(settings: Settings) -> None:
             await relay.shutdown(settings.smtp.shutdown_grace_seconds)
             await scheduler
     finally:
+        await stop_metrics_server(endpoint)
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
     log.info("stopped")
