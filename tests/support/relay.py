@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+from webinar_proxy.metrics import Metrics
 from webinar_proxy.pipeline import PassThrough, Pipeline
 from webinar_proxy.settings import HostPort, SmtpSettings
 from webinar_proxy.smtp.server import RelayServer
@@ -31,9 +32,9 @@ def smtp_settings(next_hop_port: int, **overrides: Any) -> SmtpSettings:
 
 @contextlib.asynccontextmanager
 async def running_relay(
-    settings: SmtpSettings, pipeline: Pipeline | None = None
+    settings: SmtpSettings, pipeline: Pipeline | None = None, metrics: Metrics | None = None
 ) -> AsyncIterator[RelayServer]:
-    relay = RelayServer(settings, pipeline or PassThrough())
+    relay = RelayServer(settings, pipeline or PassThrough(), metrics)
     await relay.start()
     try:
         yield relay

@@ -41,6 +41,12 @@ class RecordingHandler:
         self.delivered: list[Delivered] = []
         self.data_started = asyncio.Event()
         self.commands: list[str] = []
+        self._delivery = asyncio.Condition()
+
+    async def wait_delivered(self, count: int, timeout_seconds: float = 10.0) -> None:
+        """Wait until ``count`` messages have been delivered (bounded)."""
+        async with asyncio.timeout(timeout_seconds), self._delivery:
+            await self._delivery.wait_for(lambda: len(self.delivered) >= count)
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
@@ -82,6 +88,8 @@ class RecordingHandler:
                     dict(getattr(session, "xforward", {})),
                 )
             )
+            async with self._delivery:
+                self._delivery.notify_all()
         return self.behaviour.data_reply
 
 

@@ -111,7 +111,9 @@ class InvitationPipeline:
             log.warning("uid=%s: %s not applied on the platform: %s", c.uid, action, exc)
         return content
 
-    async def _ensure(self, message: InboundMessage, c: Classification, record: ConferenceRecord | None) -> bytes:
+    async def _ensure(
+        self, message: InboundMessage, c: Classification, record: ConferenceRecord | None
+    ) -> bytes:
         assert c.uid is not None and c.organizer is not None
         created = record is None or record.link is None or record.state != ConferenceState.ACTIVE
         try:

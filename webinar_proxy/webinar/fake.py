@@ -53,6 +53,9 @@ FaultKind = Literal["500", "429", "hang", "drop", "bad_json"]
 FAULT_KINDS: tuple[str, ...] = ("500", "429", "hang", "drop", "bad_json")
 TOKEN_NOT_FOUND = {"error": {"message": "A Token was not found in the TokenStorage."}}
 
+#: Where the middleware leaves the decoded form for the operation handlers.
+FORM_KEY: web.RequestKey[dict[str, Any]] = web.RequestKey("form", dict)
+
 
 @dataclass
 class Fault:
@@ -274,7 +277,7 @@ class FakeWebinarServer:
             record.form = await _read_form(request)
         except FakeApiError as exc:
             return web.json_response(exc.body(), status=exc.status)
-        request["form"] = record.form
+        request[FORM_KEY] = record.form
         try:
             return await handler(request)
         except web.HTTPNotFound:
@@ -289,7 +292,7 @@ class FakeWebinarServer:
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handle(request: web.Request) -> web.StreamResponse:
             try:
-                status, body = operation(request, request["form"])
+                status, body = operation(request, request[FORM_KEY])
             except FakeApiError as exc:
                 return web.json_response(exc.body(), status=exc.status)
             if body is None:
