@@ -10,7 +10,7 @@ import email.policy
 from datetime import UTC, datetime, timedelta
 
 from tests.support.invites import invitation
-from tests.support.product import Product, corpus, running_product, with_header
+from tests.support.product import Product, calendar_text, corpus, running_product, with_header
 from webinar_proxy.store import ConferenceState
 
 T0 = datetime(2022, 3, 1, 9, 0, tzinfo=UTC)
@@ -23,13 +23,6 @@ TRIGGER = b"X-Webinar-Conference: yes"
 def invitations_delivered(product: Product) -> list[bytes]:
     """Delivered invitations, each as its decoded text/calendar part(s)."""
     return [calendar_text(m) for m in product.delivered() if b"text/calendar" in m]
-
-
-def calendar_text(message: bytes) -> bytes:
-    parsed = email.message_from_bytes(message, policy=email.policy.default)
-    parts = [p for p in parsed.walk() if p.get_content_type() == "text/calendar"]
-    # unfold, so a link split across folded lines reads whole
-    return b"".join(p.get_payload(decode=True) for p in parts).replace(b"\r\n ", b"")
 
 
 def registered(product: Product) -> dict[str, str]:

@@ -4,6 +4,8 @@ pipeline, real SQLite (or PostgreSQL) store, recording next hop."""
 from __future__ import annotations
 
 import contextlib
+import email
+import email.policy
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -119,3 +121,10 @@ def corpus(name: str) -> bytes:
 def with_header(message: bytes, header: bytes) -> bytes:
     """The message with one more header line at the top (the bytes stay otherwise as they are)."""
     return header.rstrip(b"\r\n") + b"\r\n" + message
+
+
+def calendar_text(message: bytes) -> bytes:
+    parsed = email.message_from_bytes(message, policy=email.policy.default)
+    parts = [p for p in parsed.walk() if p.get_content_type() == "text/calendar"]
+    # unfold, so a link split across folded lines reads whole
+    return b"".join(p.get_payload(decode=True) for p in parts).replace(b"\r\n ", b"")
