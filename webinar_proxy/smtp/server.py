@@ -465,6 +465,11 @@ class RelayServer:
         """True while the listener is bound and accepting (for /healthz)."""
         return self._server is not None and self._server.is_serving()
 
+    async def settle(self) -> None:
+        """Wait for follow-up work started after replies (``after_delivery``) to finish."""
+        while self.handler._background:
+            await asyncio.gather(*self.handler._background, return_exceptions=True)
+
     def busy_connections(self) -> Iterable[RelaySMTP]:
         return [c for c in self.connections if c.session and c.relay_session().in_transaction]
 

@@ -1,0 +1,20 @@
+"""The README's first quick-start command works on this machine as shipped."""
+
+import os
+import subprocess
+import sys
+
+from tests.support.relay import REPO
+
+
+def test_demo_runs_the_whole_flow_and_exits_0(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBINAR_PROXY_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "webinar_proxy", "demo", "--keep", str(tmp_path)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "demo finished: everything as expected" in result.stdout
+    assert "join link: https://events.webinar.ru/" in result.stdout
+    delivered = sorted((tmp_path / "delivered").glob("*.eml"))
+    assert len(delivered) == 6  # ordinary, invitation + notice, update, cancellation + notice
