@@ -135,18 +135,18 @@ def iter_occurrences(
     master = next((e for e in events if e.get("RECURRENCE-ID") is None), None)
     if master is not None and str(master.get("STATUS", "")).strip().upper() == "CANCELLED":
         return  # the whole series is cancelled
-    _check_frequency(events)
-    shifts = _range_shifts(events, options)
     skipped = 0
     seen: set[datetime] = set()
     try:
+        _check_frequency(events)
+        shifts = _range_shifts(events, options)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             query = recurring_ical_events.of(calendar)
             window_start = after
             window = _FIRST_WINDOW
             while window_start < _LAST_MOMENT:
-                window_end = min(window_start + window, _LAST_MOMENT)
+                window_end = window_start + min(window, _LAST_MOMENT - window_start)
                 found = []
                 for component in query.between(
                     window_start.astimezone(zone), window_end.astimezone(zone)

@@ -383,6 +383,7 @@ def _truthy(value: Any) -> bool:
     return str(value).strip().upper() in ("TRUE", "YES", "1", "ON")
 
 
+_RAW_ORGANIZER = re.compile(r"(?im)^ORGANIZER[;:][^\r\n]*?:(?:mailto:)+([^\s:;\"<>]+@[^\s:;\"<>]+)")
 _URL = re.compile(r"""https?://[^\s"'<>\\]+""", re.IGNORECASE)
 
 
@@ -431,6 +432,13 @@ def event_facts(parsed: ParsedCalendar, uid: str, options: ReaderOptions,
     organizer_prop = next((e.get("ORGANIZER") for e in [reference, *events]
                            if e.get("ORGANIZER") is not None), None)
     organizer = normalise_address(organizer_prop, _params(organizer_prop)) if organizer_prop else None
+    if organizer_prop is None:
+        # icalendar drops an ORGANIZER whose parameters it cannot parse
+        # (e.g. CN=3D"..." from a still quoted-printable file); the address may be fine.
+        raw_organizer = _RAW_ORGANIZER.search(parsed.clean_text)
+        if raw_organizer:
+            organizer = normalise_address(raw_organizer.group(1))
+            notes.append("ORGANIZER parameters unreadable; address read from the raw line")
     sent_by_raw = None
     if organizer_prop is not None:
         # SEND-BY is a misspelling seen in the wild (Tine 2.0); it means the same.
