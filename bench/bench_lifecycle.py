@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.bench_relay import (  # noqa: E402
+from bench.bench_relay import (
     REPO,
     free_port,
     smtp_source,
@@ -34,8 +34,8 @@ from bench.bench_relay import (  # noqa: E402
     stop,
     wait_for_port,
 )
-from webinar_proxy.settings import HostPort  # noqa: E402
-from webinar_proxy.smtp.submit import submit  # noqa: E402
+from webinar_proxy.settings import HostPort
+from webinar_proxy.smtp.submit import submit
 
 TOKEN = "bench-token"
 
@@ -128,7 +128,9 @@ def run(work: Path, rate_limit: float, count: int, with_ordinary: bool) -> dict[
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--count", type=int, default=20, help="invitations per paced run")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

@@ -84,7 +84,7 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
     loop.add_signal_handler(signal.SIGHUP, _on_sighup, settings)
     try:
-        async with open_services(settings, client_options={"metrics": metrics}) as services:
+        async with open_services(settings, metrics=metrics) as services:
             relay = RelayServer(settings.smtp, services.pipeline, metrics)
             if settings.metrics.listen is not None:
                 endpoint = await start_metrics_server(

@@ -18,6 +18,7 @@ from webinar_proxy.engine import EngineOptions
 from webinar_proxy.lifecycle.conferences import ConferenceManager, utc_now
 from webinar_proxy.lifecycle.pipeline import InvitationPipeline
 from webinar_proxy.lifecycle.scheduler import Scheduler
+from webinar_proxy.metrics import NO_METRICS, Metrics
 from webinar_proxy.settings import Settings
 from webinar_proxy.smtp.submit import submit
 from webinar_proxy.store import ConferenceStore, open_configured_store
@@ -39,10 +40,11 @@ async def open_services(
     *,
     clock: Callable[[], datetime] = utc_now,
     client_options: dict[str, Any] | None = None,
+    metrics: Metrics = NO_METRICS,
 ) -> AsyncIterator[Services]:
     store = await open_configured_store(settings.store)
     try:
-        client = WebinarClient.from_settings(settings.webinar, **(client_options or {}))
+        client = WebinarClient.from_settings(settings.webinar, metrics=metrics, **(client_options or {}))
         try:
             options = EngineOptions.from_settings(settings)
             manager = ConferenceManager(
@@ -50,6 +52,7 @@ async def open_services(
                 max_attendees=settings.policy.max_attendees,
                 delete_retry_max=timedelta(seconds=settings.scheduler.delete_retry_max_seconds),
                 clock=clock,
+                metrics=metrics,
             )
 
             async def send_notice(mail_from: str, rcpt_tos: Sequence[str], data: bytes) -> None:

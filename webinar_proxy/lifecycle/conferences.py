@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from webinar_proxy import engine
 from webinar_proxy.engine import Classification, EngineOptions
+from webinar_proxy.metrics import NO_METRICS, Metrics
 from webinar_proxy.store import ConferenceRecord, ConferenceState, ConferenceStore, Registration
 from webinar_proxy.webinar import EventType, Invitee, Role, WebinarClient, WebinarError
 
@@ -82,7 +83,9 @@ class ConferenceManager:
         max_attendees: int = 10_000,
         delete_retry_max: timedelta = timedelta(hours=1),
         clock: Callable[[], datetime] = utc_now,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
+        self.metrics = metrics
         self.store = store
         self.client = client
         self.options = options
@@ -97,6 +100,16 @@ class ConferenceManager:
 
         Raises ``WebinarError`` (nothing half-stored: a retry continues) or ``StoreError``.
         """
+        kind = "update" if record is not None and record.state == ConferenceState.ACTIVE else "create"
+        try:
+            result = await self._ensure(c, record)
+        except Exception:
+            self.metrics.conference_operation(kind, "failed")
+            raise
+        self.metrics.conference_operation(kind, "ok")
+        return result
+
+    async def _ensure(self, c: Classification, record: ConferenceRecord | None) -> ConferenceRecord:
         assert c.organizer and c.uid
         now = self.clock()
         wanted = wanted_from(c, now, self.max_attendees)
@@ -201,6 +214,7 @@ class ConferenceManager:
             r.participation_id for r in removed if r.participation_id is not None
         )
         kept = tuple(r for r in record.registrations if r.address.lower() not in gone)
+        self.metrics.conference_operation("unregister", "ok")
         return await self.store.put(dataclasses.replace(record, registrations=kept))
 
     # -- occurrences ----------------------------------------------------------------
@@ -240,6 +254,7 @@ class ConferenceManager:
             record.session_id, start=upcoming.start, duration=upcoming.end - upcoming.start
         )
         log.info("uid=%s: booked occurrence %s", record.uid, upcoming.start.isoformat())
+        self.metrics.conference_operation("roll_forward", "ok")
         return await self.store.put(dataclasses.replace(
             record, booked_start=upcoming.start, booked_end=upcoming.end
         ))
@@ -257,11 +272,13 @@ class ConferenceManager:
             attempts = record.delete_attempts + 1
             wait = min(timedelta(seconds=30 * 2 ** (attempts - 1)), self.delete_retry_max)
             log.warning("uid=%s: delete failed (%s), retry in %s", record.uid, exc, wait)
+            self.metrics.conference_operation("delete", "deferred")
             return await self.store.put(dataclasses.replace(
                 record, state=ConferenceState.PENDING_DELETE, delete_attempts=attempts,
                 next_attempt_at=self.clock() + wait, last_error=f"{reason}: {exc}"[:500],
             ))
         log.info("uid=%s organizer=%s: conference deleted (%s)", record.uid, record.organizer, reason)
+        self.metrics.conference_operation("delete", "ok")
         return await self.store.put(dataclasses.replace(
             record, state=ConferenceState.DELETED, deleted_at=self.clock(), next_attempt_at=None,
             last_error=None,

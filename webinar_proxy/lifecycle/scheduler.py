@@ -58,6 +58,10 @@ class Scheduler:
         orphans = await self._clean_orphans(now)
         purged = await self.store.purge_deleted(now - self.retention)
         report = PassReport(rolled, deleted, pending, orphans, purged)
+        metrics = self.manager.metrics
+        pending_deletes = await self.store.list(ConferenceState.PENDING_DELETE)
+        metrics.set_scheduler_queue("pending_deletes", len(pending_deletes))
+        metrics.set_scheduler_queue("due_rollovers", len(await self.store.due_rollovers(now)))
         if report != PassReport():
             log.info("scheduler pass: %s", report)
         return report
