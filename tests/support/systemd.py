@@ -25,10 +25,12 @@ class NotifyListener:
     received: list[dict[str, str]] = field(default_factory=list)
     _cursor: int = 0
 
-    def wait_for(self, key: str, value: str | None = None, timeout: float = 30) -> dict[str, str]:
+    def wait_for(self, key: str, value: str | None = None, timeout: float = 30,
+                 process: subprocess.Popen[bytes] | None = None) -> dict[str, str]:
         """The next notification carrying ``key`` (=``value``), received within ``timeout``.
 
         Notifications are taken in order: each call continues after the previous match.
+        With ``process``, gives up as soon as that process has exited.
         """
         deadline = time.monotonic() + timeout
         while True:
@@ -40,7 +42,9 @@ class NotifyListener:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise AssertionError(f"no {key}={value or '*'} notification; got {self.received}")
-            self.sock.settimeout(remaining)
+            if process is not None and process.poll() is not None:
+                raise AssertionError(f"process exited ({process.returncode}) before {key}={value or '*'}")
+            self.sock.settimeout(remaining if process is None else min(remaining, 0.25))
             try:
                 datagram = self.sock.recv(4096)
             except TimeoutError:
