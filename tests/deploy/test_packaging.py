@@ -1,0 +1,69 @@
+"""``pip install .`` ships what an administrator needs: the wheel built from the tree
+carries the example config, the systemd unit, the Postfix snippets and the deployment
+guide (under ``<prefix>/share``), besides the package and its templates."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.support.systemd import REPO
+
+SHARE = "webinar_proxy-{version}.data/data/share/"
+SHIPPED = {
+    "webinar-proxy/webinar-proxy.toml": "config/webinar-proxy.toml",
+    "webinar-proxy/systemd/webinar-proxy.service": "systemd/webinar-proxy.service",
+    "webinar-proxy/postfix/after-queue/main.cf": "config/postfix/after-queue/main.cf",
+    "webinar-proxy/postfix/after-queue/master.cf": "config/postfix/after-queue/master.cf",
+    "webinar-proxy/postfix/before-queue/main.cf": "config/postfix/before-queue/main.cf",
+    "webinar-proxy/postfix/before-queue/master.cf": "config/postfix/before-queue/master.cf",
+    "doc/webinar-proxy/deployment.md": "docs/deployment.md",
+}
+
+
+def _can_build_wheels_offline() -> bool:
+    # setuptools before 70.1 needs the separate ``wheel`` package for bdist_wheel.
+    return (importlib.util.find_spec("wheel") is not None
+            or importlib.util.find_spec("setuptools.command.bdist_wheel") is not None)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _can_build_wheels_offline(),
+                    reason="no bdist_wheel in this environment (pip install wheel, or setuptools>=70.1)")
+def test_wheel_carries_config_unit_and_postfix_snippets(tmp_path: Path):
+    # Build from a snapshot of the tree: setuptools writes build/ and *.egg-info next to
+    # pyproject.toml, which must not happen in a working tree other people use.
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, source / name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    for name in ("webinar_proxy", "config", "systemd", "docs"):
+        shutil.copytree(REPO / name, source / name, ignore=ignore)
+    out = tmp_path / "dist"
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation",
+         "--no-index", "-q", "-w", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    [wheel] = out.glob("webinar_proxy-*.whl")
+    version = wheel.name.split("-")[1]
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        for installed, origin in SHIPPED.items():
+            member = SHARE.format(version=version) + installed
+            assert member in names, sorted(n for n in names if ".data/" in n)
+            assert archive.read(member) == (REPO / origin).read_bytes(), member
+        templates = {n for n in names if n.startswith("webinar_proxy/templates/")}
+        assert {f"webinar_proxy/templates/{p.name}" for p in (REPO / "webinar_proxy" / "templates").iterdir()
+                if p.is_file()} <= templates
+        assert "webinar_proxy/sdnotify.py" in names
+        entry_points = archive.read(f"webinar_proxy-{version}.dist-info/entry_points.txt").decode()
+        assert "webinar-proxy = webinar_proxy.cli:main" in entry_points
