@@ -112,6 +112,12 @@ def _occurrence(component: icalendar.Event, zone, shifts) -> Occurrence | None:
     return Occurrence(start, max(end, start), recurrence_id)
 
 
+def _earliest_start(events: list[icalendar.Event], zone) -> datetime:
+    starts = [to_utc(value, zone) for value in (_dt_value(e, "DTSTART") for e in events)
+              if value is not None]
+    return min(starts) if starts else datetime(1900, 1, 1, tzinfo=UTC)
+
+
 def iter_occurrences(
     parsed: ParsedCalendar,
     uid: str,
@@ -143,7 +149,8 @@ def iter_occurrences(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             query = recurring_ical_events.of(calendar)
-            window_start = after
+            # Nothing happens before the earliest DTSTART: start looking there.
+            window_start = max(after, _earliest_start(events, zone) - timedelta(days=1))
             window = _FIRST_WINDOW
             while window_start < _LAST_MOMENT:
                 window_end = window_start + min(window, _LAST_MOMENT - window_start)

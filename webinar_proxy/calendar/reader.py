@@ -215,9 +215,49 @@ def _timezone_renames(lines: list[str]) -> tuple[dict[str, str], set[int]]:
                     body = "\n".join(line for line in block if line is not tzid_line)
                     digest = hashlib.sha256(body.encode("utf-8", "surrogateescape")).hexdigest()
                     renames[tzid] = f"{original_tzid(tzid)} #{digest[:12]}"
+                    _rebase_rules(lines, index, end)
             index = end
         index += 1
     return renames, dropped
+
+
+_REBASE_YEAR = 1970
+
+
+def _rebase_rules(lines: list[str], begin: int, end: int) -> None:
+    """Move a 1601 onset of an endless yearly rule to 1970, in place.
+
+    Exchange writes ``DTSTART:16010101T...`` for its zone rules; dateutil then
+    walks every year since 1601 on each offset lookup (hundreds of ms per
+    invitation).  With one STANDARD and at most one DAYLIGHT, each repeating
+    without end, the rule gives the same transitions after 1970 either way.
+    """
+    kinds: dict[str, list[int]] = {}
+    current = None
+    for index in range(begin, end + 1):
+        upper = lines[index].upper()
+        if upper.startswith(("BEGIN:STANDARD", "BEGIN:DAYLIGHT")):
+            current = upper[6:].strip()
+            kinds.setdefault(current, [])
+        elif upper.startswith(("END:STANDARD", "END:DAYLIGHT")):
+            current = None
+        elif current and property_name(lines[index]) in ("DTSTART", "RRULE", "RDATE"):
+            kinds[current].append(index)
+    if len(kinds) > 2 or any(len(found) != 2 for found in kinds.values()):
+        return  # several rules of one kind, RDATEs, or no RRULE: leave it alone
+    for found in kinds.values():
+        names = {property_name(lines[i]): i for i in found}
+        rule = split_property(lines[names.get("RRULE", found[0])])[1].upper()
+        if "DTSTART" not in names or "RRULE" not in names or "UNTIL" in rule or "COUNT" in rule:
+            return
+    for found in kinds.values():
+        for index in found:
+            if property_name(lines[index]) != "DTSTART":
+                continue
+            head, value = split_property(lines[index])
+            value = value.strip()
+            if len(value) >= 8 and value[:4].isdigit() and int(value[:4]) < _REBASE_YEAR:
+                lines[index] = f"{head}:{_REBASE_YEAR}{value[4:]}"
 
 
 def normalise(text: str, options: ReaderOptions) -> tuple[str, list[str]]:
@@ -282,8 +322,15 @@ def normalise(text: str, options: ReaderOptions) -> tuple[str, list[str]]:
 
 def parse_calendar(text: str, options: ReaderOptions) -> ParsedCalendar:
     """Repair and parse; raises ``CalendarError`` when nothing usable comes out."""
-    if "BEGIN:VCALENDAR" not in text.upper():
+    upper = text.upper()
+    if "BEGIN:VCALENDAR" not in upper:
         raise CalendarError("not iCalendar data (no BEGIN:VCALENDAR)")
+    limits = options.limits
+    # Cheap counts first, so an oversized calendar is refused before it is parsed.
+    if upper.count("BEGIN:VCALENDAR") > limits.max_objects:
+        raise CalendarError(f"more than {limits.max_objects} calendar objects")
+    if upper.count("BEGIN:VEVENT") > limits.max_events:
+        raise CalendarError(f"more than {limits.max_events} VEVENTs")
     clean, notes = normalise(text, options)
     try:
         with warnings.catch_warnings():
@@ -294,7 +341,6 @@ def parse_calendar(text: str, options: ReaderOptions) -> ParsedCalendar:
     objects = [obj for obj in objects if obj.name == "VCALENDAR"]
     if not objects:
         raise CalendarError("no VCALENDAR object")
-    limits = options.limits
     if len(objects) > limits.max_objects:
         raise CalendarError(f"more than {limits.max_objects} calendar objects")
     events = sum(len(obj.walk("VEVENT")) for obj in objects)
