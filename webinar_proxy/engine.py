@@ -274,6 +274,7 @@ class Classification:
     timezone: str | None = None
     attendees: tuple[Attendee, ...] = ()
     #: Found triggers: "location" (keyword), "property" (X- property), "header".
+    #: Read from the master VEVENT, or from the first instance when there is none.
     triggers: tuple[str, ...] = ()
     conference_requested: bool = False
     has_our_link: bool = False
@@ -344,32 +345,27 @@ class _CalendarSource:
     mime_method: str | None
 
 
-def classify(
-    raw: bytes, mail_from: str | None, options: EngineOptions, now: datetime
-) -> Classification:
-    """Read ``raw`` (a mail, or a bare iCalendar file); never raises."""
-    try:
-        return _classify(raw, mail_from, options, now)
-    except Exception as exc:  # the promise is "never raises"; say what happened instead
-        return Classification(
-            processable=False, reason=f"internal error: {type(exc).__name__}: {exc}"[:300]
-        )
+@dataclass
+class _FoundCalendars:
+    """The calendar texts of one mail, best first."""
+
+    sources: list[_CalendarSource]
+    #: Calendar parts in the mail, readable or not.
+    parts: int
+    #: Every calendar part sits inside an attached message (bounce, forward).
+    attached_only: bool
+    #: The MIME tree (None for a bare iCalendar file).
+    root: MimeEntity | None
+    problems: list[str]
 
 
-def _not(reason: str, **known: Any) -> Classification:
-    return Classification(processable=False, reason=reason, **known)
-
-
-def _sources(raw: bytes, options: EngineOptions) -> tuple[list[_CalendarSource], int, bool,
-                                                           MimeEntity | None, list[str]]:
-    """Calendar texts of the mail, best first: (sources, parts found, only in attached
-    message, root entity, problems)."""
+def _find_calendars(raw: bytes, options: EngineOptions) -> _FoundCalendars:
     limits = options.limits.mime
     if looks_like_bare_calendar(raw):
         if len(raw) > limits.max_calendar_bytes:
             raise EngineError(f"calendar larger than {limits.max_calendar_bytes} bytes")
         text, _ = decode_text(raw, None)
-        return [_CalendarSource(text, None, None)], 1, False, None, []
+        return _FoundCalendars([_CalendarSource(text, None, None)], 1, False, None, [])
     root = parse_structure(raw, limits)
     entities = calendar_entities(root)
     if len(entities) > limits.max_calendar_parts:
@@ -389,7 +385,23 @@ def _sources(raw: bytes, options: EngineOptions) -> tuple[list[_CalendarSource],
         if len(part.text) > limits.max_calendar_bytes:
             raise EngineError(f"calendar part larger than {limits.max_calendar_bytes} bytes")
         sources.append(_CalendarSource(part.text, entity, entity.mime_method))
-    return sources, len(entities), bool(entities) and not own, root, problems
+    return _FoundCalendars(sources, len(entities), bool(entities) and not own, root, problems)
+
+
+def classify(
+    raw: bytes, mail_from: str | None, options: EngineOptions, now: datetime
+) -> Classification:
+    """Read ``raw`` (a mail, or a bare iCalendar file); never raises."""
+    try:
+        return _classify(raw, mail_from, options, now)
+    except Exception as exc:  # the promise is "never raises"; say what happened instead
+        return Classification(
+            processable=False, reason=f"internal error: {type(exc).__name__}: {exc}"[:300]
+        )
+
+
+def _not(reason: str, **known: Any) -> Classification:
+    return Classification(processable=False, reason=reason, **known)
 
 
 def _sender_addresses(root: MimeEntity | None, mail_from: str | None) -> set[str]:
@@ -414,6 +426,9 @@ def _header_trigger(root: MimeEntity | None, options: EngineOptions) -> bool:
     return value is not None and str(value).strip().lower() in ("yes", "true", "1", "on")
 
 
+_RAW_METHOD = re.compile(r"(?im)^METHOD:[ \t]*([A-Z-]+)[ \t]*\r?$")
+
+
 def _classify(raw: bytes, mail_from: str | None, options: EngineOptions,
               now: datetime) -> Classification:
     if now.tzinfo is None:
@@ -421,14 +436,16 @@ def _classify(raw: bytes, mail_from: str | None, options: EngineOptions,
     if not may_carry_calendar(raw):
         return _not("not a calendar mail")
     try:
-        sources, found, attached_only, root, problems = _sources(raw, options)
+        found = _find_calendars(raw, options)
     except (MimeError, EngineError) as exc:
         return _not(f"unreadable mail: {exc}")
-    if not found:
+    if not found.parts:
         return _not("no calendar part")
+    sources, root, problems = found.sources, found.root, found.problems
+    attached_only = found.attached_only
     known: dict[str, Any] = {
         "is_imip": True,
-        "calendar_parts": found,
+        "calendar_parts": found.parts,
         "in_attached_message": attached_only,
     }
     reader = options.reader
@@ -441,7 +458,10 @@ def _classify(raw: bytes, mail_from: str | None, options: EngineOptions,
     if not parsed:
         reason = problems[0] if problems else "calendar part unreadable"
         mime_method = sources[0].mime_method if sources else None
-        return _not(f"calendar part unreadable: {reason}", mime_method=mime_method, **known)
+        method_line = _RAW_METHOD.search(sources[0].text) if sources else None
+        method = method_line.group(1).upper() if method_line else mime_method
+        return _not(f"calendar part unreadable: {reason}", mime_method=mime_method,
+                    method=method, **known)
     source, primary = parsed[0]
     known["mime_method"] = source.mime_method
     known["method"] = primary.method(0) or source.mime_method
