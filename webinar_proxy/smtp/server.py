@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import re
 import secrets
 from collections.abc import Iterable
 from typing import Any
@@ -42,6 +43,9 @@ log = logging.getLogger("webinar_proxy.smtp")
 #: XFORWARD attributes Postfix may send (XFORWARD_README).
 XFORWARD_ATTRIBUTES = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "IDENT", "SOURCE")
 _READ_CHUNK = 1 << 20
+_PLAIN_PATH = re.compile(
+    r"\s*<(?P<local>[^\s<>()\[\]\\,;:@\"]+)@(?P<domain>[^\s<>()\[\]\\,;:@\"]+)>"
+)
 
 
 def format_reply(reply: Reply) -> str:
@@ -344,6 +348,16 @@ class RelaySMTP(SMTP):
         if isinstance(session, RelaySession) and session.next_hop is not None:
             session.next_hop.close()
         return str(replies.TEMPFAIL_INTERNAL)
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        # aiosmtpd parses every MAIL/RCPT path with the email package's header
+        # parser, about 0.3 ms each (a quarter of the relay's CPU for small mail).
+        # Plain <local@domain> paths, nearly all of them, take this fast path; anything
+        # else (quoted local parts, source routes, the null path) gets the full parser.
+        match = _PLAIN_PATH.match(arg)
+        if match is None or (self.local_part_limit and len(match["local"]) > self.local_part_limit):
+            return super()._getaddr(arg)
+        return f"{match['local']}@{match['domain']}", arg[match.end() :]
 
     async def smtp_XFORWARD(self, arg: str | None) -> None:
         if await self.check_helo_needed("EHLO"):
