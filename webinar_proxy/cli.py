@@ -92,38 +92,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(args: argparse.Namespace) -> Settings:
-    return load_settings(getattr(args, "config", None))
-
-
 def _print_problems(problems: Sequence[str]) -> None:
     for problem in problems:
         print(f"webinar-proxy: {problem}", file=sys.stderr)
 
 
-def cmd_check_config(args: argparse.Namespace) -> int:
+def _runtime_problems(settings: Settings) -> list[str]:
+    """What ``serve`` needs beyond a valid file: the token, loadable templates and zones."""
+    problems = serve_problems(settings)
+    from webinar_proxy.engine import EngineOptions
+
     try:
-        settings = _load(args)
+        EngineOptions.from_settings(settings)
+    except ValueError as exc:
+        problems.append(f"policy: {exc}")
+    return problems
+
+
+def _settings(args: argparse.Namespace, *, to_serve: bool = False) -> Settings | None:
+    """The settings, or None after printing one line per problem."""
+    try:
+        settings = load_settings(getattr(args, "config", None))
     except ConfigError as exc:
         _print_problems(exc.problems)
-        return EXIT_CONFIG
-    problems = serve_problems(settings)
+        return None
+    problems = _runtime_problems(settings) if to_serve else []
     if problems:
         _print_problems(problems)
+        return None
+    return settings
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    if _settings(args, to_serve=True) is None:
         return EXIT_CONFIG
     print("configuration OK")
     return EXIT_OK
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    try:
-        settings = _load(args)
-    except ConfigError as exc:
-        _print_problems(exc.problems)
-        return EXIT_CONFIG
-    problems = serve_problems(settings)
-    if problems:
-        _print_problems(problems)
+    settings = _settings(args, to_serve=True)
+    if settings is None:
         return EXIT_CONFIG
     from webinar_proxy.service import run_service
 
@@ -131,10 +140,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    try:
-        settings = _load(args)
-    except ConfigError as exc:
-        _print_problems(exc.problems)
+    settings = _settings(args)
+    if settings is None:
         return EXIT_CONFIG
     from webinar_proxy.inspect import run_inspect
 
@@ -148,10 +155,8 @@ def cmd_fake_webinar(args: argparse.Namespace) -> int:
 
 
 def cmd_conferences(args: argparse.Namespace) -> int:
-    try:
-        settings = _load(args)
-    except ConfigError as exc:
-        _print_problems(exc.problems)
+    settings = _settings(args)
+    if settings is None:
         return EXIT_CONFIG
     from webinar_proxy.store.admin import run_conferences
 

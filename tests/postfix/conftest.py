@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.postfix import PostfixInstance, postfix_instance, skip_reason
+from tests.support.postfix import PostfixInstance, fresh, postfix_instance, skip_reason
 
 
 @pytest.fixture(scope="module")
@@ -27,19 +27,11 @@ def _before_queue_instance() -> Iterator[PostfixInstance]:
         yield instance
 
 
-def _fresh(instance: PostfixInstance) -> PostfixInstance:
-    """Each test starts with the relay running, an empty queue and empty mailboxes."""
-    if instance.relay is None:
-        instance.start_relay()
-    instance.reset()
-    return instance
-
-
 @pytest.fixture
 def after_queue(_after_queue_instance: PostfixInstance) -> PostfixInstance:
-    return _fresh(_after_queue_instance)
+    return fresh(_after_queue_instance)
 
 
 @pytest.fixture
 def before_queue(_before_queue_instance: PostfixInstance) -> PostfixInstance:
-    return _fresh(_before_queue_instance)
+    return fresh(_before_queue_instance)

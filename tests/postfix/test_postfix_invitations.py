@@ -19,7 +19,14 @@ import httpx
 import pytest
 
 from tests.support.invites import invitation
-from tests.support.postfix import PostfixInstance, free_ports, postfix_instance, skip_reason, wait_until
+from tests.support.postfix import (
+    PostfixInstance,
+    free_ports,
+    fresh,
+    postfix_instance,
+    skip_reason,
+    wait_until,
+)
 from tests.support.relay import REPO
 
 pytestmark = pytest.mark.postfix
@@ -86,13 +93,6 @@ def before_queue(fake: FakeWebinarProcess) -> Iterator[PostfixInstance]:
         yield instance
 
 
-def _fresh(instance: PostfixInstance) -> PostfixInstance:
-    if instance.relay is None:
-        instance.start_relay()
-    instance.reset()
-    return instance
-
-
 def _events_with_uid_summary(fake: FakeWebinarProcess, summary: str) -> list[dict]:
     return [e for e in fake.state()["events"] if e["name"] == summary]
 
@@ -105,7 +105,7 @@ def _calendar_of(mail) -> str:
 def test_invitation_through_postfix_gets_the_link_and_cancel_deletes_it(
     after_queue: PostfixInstance, fake: FakeWebinarProcess
 ):
-    pf = _fresh(after_queue)
+    pf = fresh(after_queue)
     summary = f"Postfix planning {time.monotonic_ns()}"
     uid = f"pf-{time.monotonic_ns()}@example.org"
     invite = invitation(uid=uid, summary=summary, start=START, end=START + timedelta(hours=1),
@@ -129,7 +129,7 @@ def test_invitation_through_postfix_gets_the_link_and_cancel_deletes_it(
 
 
 def test_before_queue_invitation_gets_the_link(before_queue: PostfixInstance, fake: FakeWebinarProcess):
-    pf = _fresh(before_queue)
+    pf = fresh(before_queue)
     summary = f"Before-queue planning {time.monotonic_ns()}"
     invite = invitation(uid=f"bq-{time.monotonic_ns()}@example.org", summary=summary, start=START,
                         end=START + timedelta(hours=1), attendees=(ANN,))

@@ -107,3 +107,15 @@ def test_version_and_help():
     help_text = _run(["--help"]).stdout
     for command in ("serve", "check-config", "inspect", "fake-webinar", "conferences"):
         assert command in help_text
+
+
+def test_a_bad_join_template_is_a_config_problem(tmp_path: Path):
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "join_ru.txt").write_text("Ссылка: $url\n")  # $link is required, $url unknown
+    result = _run(["check-config"], {
+        "WEBINAR_PROXY_WEBINAR__TOKEN": TOKEN,
+        "WEBINAR_PROXY_POLICY__TEMPLATE_DIR": str(templates),
+    })
+    assert result.returncode == 2
+    assert result.stderr.startswith("webinar-proxy: policy:"), result.stderr

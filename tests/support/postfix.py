@@ -444,3 +444,11 @@ def postfix_instance(mode: Mode, relay_env: dict[str, str] | None = None,
         finally:
             instance.stop()
             shutil.rmtree(base, ignore_errors=True)
+
+
+def fresh(instance: PostfixInstance) -> PostfixInstance:
+    """The instance with the relay running, an empty queue and empty mailboxes."""
+    if instance.relay is None:
+        instance.start_relay()
+    instance.reset()
+    return instance
