@@ -136,7 +136,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     from webinar_proxy.service import run_service
 
-    return run_service(settings)
+    def reread() -> Settings:
+        settings = load_settings(getattr(args, "config", None))
+        if problems := _runtime_problems(settings):
+            raise ConfigError(problems)
+        return settings
+
+    return run_service(settings, reread)
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

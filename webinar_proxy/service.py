@@ -1,7 +1,8 @@
 """``webinar-proxy serve``: assemble the relay from the settings and run it until told to stop.
 
 Owns process-level concerns only: logging set-up, signal handling (SIGTERM and
-SIGINT drain and exit 0), and the order in which parts start and stop.
+SIGINT drain and exit 0; SIGHUP re-reads templates and policy), systemd notify, and
+the order in which parts start and stop.
 """
 
 from __future__ import annotations
@@ -12,8 +13,12 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 from webinar_proxy import sdnotify
+from webinar_proxy.engine import EngineOptions
+from webinar_proxy.lifecycle.pipeline import InvitationPipeline
 from webinar_proxy.metrics import (
     HealthCheck,
     Metrics,
@@ -21,7 +26,7 @@ from webinar_proxy.metrics import (
     start_metrics_server,
     stop_metrics_server,
 )
-from webinar_proxy.settings import Settings
+from webinar_proxy.settings import ConfigError, Settings
 from webinar_proxy.smtp.server import RelayServer
 from webinar_proxy.store import ConferenceStore, StoreError
 from webinar_proxy.wiring import open_services
@@ -53,15 +58,40 @@ def health_checks(relay: RelayServer, store: ConferenceStore) -> dict[str, Healt
     return {"listener": listener, "store": store_answers}
 
 
-def reload(settings: Settings) -> None:
-    """SIGHUP (systemd's ExecReload): re-read what may change without a restart. Nothing yet."""
+#: Sections that only a restart applies (they shape listeners, connections and pools).
+RESTART_SECTIONS = ("smtp", "webinar", "store", "scheduler", "metrics")
 
 
-def _on_sighup(settings: Settings) -> None:
+def reload(pipeline: InvitationPipeline, running: Settings, load: Callable[[], Settings]) -> Settings:
+    """SIGHUP (systemd's ExecReload): re-read the configuration and apply templates and policy.
+
+    Listeners and connections are not touched (nothing is dropped); messages that
+    arrive after the reload use the new templates and policy.  Returns the settings now
+    in force; on a bad configuration the running one stays and the problems are logged.
+    """
+    try:
+        new = load()
+        options = EngineOptions.from_settings(new)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            log.error("reload refused: %s", problem)
+        return running
+    except ValueError as exc:
+        log.error("reload refused: policy: %s", exc)
+        return running
+    pipeline.reconfigure(options, new.policy)
+    pending = [name for name in RESTART_SECTIONS if getattr(new, name) != getattr(running, name)]
+    if pending:
+        log.warning("reload: changes in [%s] take effect after a restart", "], [".join(pending))
+    log.info("reloaded: templates and policy (language=%s)", new.policy.language)
+    return new.model_copy(update={name: getattr(running, name) for name in RESTART_SECTIONS})
+
+
+def _on_sighup(state: dict[str, Any], pipeline: InvitationPipeline, load: Callable[[], Settings]) -> None:
     log.info("reload requested")
     sdnotify.notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
     try:
-        reload(settings)
+        state["settings"] = reload(pipeline, state["settings"], load)
     except Exception:
         log.exception("reload failed; running on as before")
     sdnotify.notify("READY=1")
@@ -74,7 +104,8 @@ async def _watchdog(interval: float) -> None:
         await asyncio.sleep(interval)
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, load: Callable[[], Settings] | None = None) -> None:
+    """Run until SIGTERM/SIGINT; ``load`` re-reads the configuration on SIGHUP."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     metrics = Metrics()
@@ -82,9 +113,12 @@ async def serve(settings: Settings) -> None:
     watchdog: asyncio.Task[None] | None = None
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, _on_sighup, settings)
     try:
         async with open_services(settings, metrics=metrics) as services:
+            loop.add_signal_handler(
+                signal.SIGHUP, _on_sighup, {"settings": settings}, services.pipeline,
+                load or (lambda: settings),
+            )
             relay = RelayServer(settings.smtp, services.pipeline, metrics)
             if settings.metrics.listen is not None:
                 endpoint = await start_metrics_server(
@@ -117,10 +151,10 @@ async def serve(settings: Settings) -> None:
     log.info("stopped")
 
 
-def run_service(settings: Settings) -> int:
+def run_service(settings: Settings, load: Callable[[], Settings] | None = None) -> int:
     configure_logging()
     try:
-        asyncio.run(serve(settings))
+        asyncio.run(serve(settings, load))
     except (OSError, StoreError) as exc:
         log.error("cannot start: %s", exc)
         return 1

@@ -55,6 +55,13 @@ class InvitationPipeline:
         self._notices: dict[str, list[Notice]] = {}
         self._background: set[asyncio.Task[None]] = set()
 
+    def reconfigure(self, options: EngineOptions, policy: PolicySettings) -> None:
+        """Apply new templates and policy (SIGHUP) to the messages that follow."""
+        self.options = options
+        self.policy = policy
+        self.manager.options = options
+        self.manager.max_attendees = policy.max_attendees
+
     async def process(self, message: InboundMessage) -> bytes:
         content = message.content
         c = await self._off_loop(
