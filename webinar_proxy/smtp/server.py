@@ -204,10 +204,19 @@ class RelayHandler:
         next_hop = session.next_hop
         if next_hop is None or not next_hop.is_open:
             return replies.TEMPFAIL_NEXT_HOP_LOST
+        # The pipeline may not eat the whole budget: the next hop needs time to take
+        # the message, and giving up while it is doing so risks a duplicate delivery.
+        pipeline_deadline = message.deadline - min(30.0, self.settings.deadline_seconds * 0.2)
         try:
             async with asyncio.timeout_at(message.deadline):
                 try:
-                    content = await self.pipeline.process(message)
+                    async with asyncio.timeout_at(pipeline_deadline):
+                        content = await self.pipeline.process(message)
+                except TimeoutError:
+                    log.error("session=%s processing did not finish within the deadline of %.0fs",
+                              message.session_id, self.settings.deadline_seconds)
+                    await _abort_next_hop_transaction(session)
+                    return replies.TEMPFAIL_DEADLINE
                 except TemporaryFailure as exc:
                     log.warning("session=%s pipeline: %s", message.session_id, exc.reason)
                     await _abort_next_hop_transaction(session)
