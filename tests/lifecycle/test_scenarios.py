@@ -282,6 +282,8 @@ async def test_thunderbird_sequence_create_move_cancel(tmp_path):
         organizer, rcpts = "sender@example.com", ["receiver@example.com"]
         assert (await product.send(tb("single-event"), organizer, rcpts))[0] == 250
         link = product.state()["events"][0]["link"].encode()
+        names = {r["email"]: r["name"] for r in product.state()["registrations"]}
+        assert names["receiver@example.com"] == "Receiver"  # the attendee's CN
         assert (await product.send(tb("update-major"), organizer, rcpts))[0] == 250
         assert product.state()["sessions"][0]["startsAt"].startswith("2022-03-16T05:00")
         assert link in invitations_delivered(product)[-1]

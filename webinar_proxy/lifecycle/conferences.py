@@ -42,6 +42,7 @@ class Wanted:
     end: datetime
     recurring: bool
     people: dict[str, Role]  # address (lower-case) → role
+    names: dict[str, str] = dataclasses.field(default_factory=dict)  # address → display name
     skipped_over_limit: int = 0
 
     @property
@@ -57,19 +58,25 @@ def wanted_from(c: Classification, now: datetime, max_attendees: int) -> Wanted:
         start = (c.start or now).astimezone(UTC)
         end = (c.end or start + (c.duration or DEFAULT_DURATION)).astimezone(UTC)
     people: dict[str, Role] = {}
+    names: dict[str, str] = {}
     assert c.organizer is not None
     people[c.organizer.lower()] = Role.ADMIN
+    if c.organizer_name:
+        names[c.organizer.lower()] = c.organizer_name
     for attendee in c.attendees:
         address = attendee.address.lower()
         if not attendee.is_person or address in people:
             continue
         people[address] = Role.LECTURER if (attendee.role or "").upper() == "CHAIR" else Role.GUEST
+        if attendee.name and attendee.name.lower() != address:
+            names[address] = attendee.name
     skipped = max(0, len(people) - max_attendees)
     if skipped:
         people = dict(list(people.items())[:max_attendees])
     return Wanted(
         summary=(c.summary or "").strip() or "Meeting",
-        start=start, end=end, recurring=c.recurring, people=people, skipped_over_limit=skipped,
+        start=start, end=end, recurring=c.recurring, people=people, names=names,
+        skipped_over_limit=skipped,
     )
 
 
@@ -143,7 +150,7 @@ class ConferenceManager:
             ))
         else:
             record = await self._move(record, wanted)
-        record = await self._sync_people(record, wanted.people)
+        record = await self._sync_people(record, wanted.people, wanted.names)
         return await self.store.put(dataclasses.replace(
             record,
             state=ConferenceState.ACTIVE,
@@ -182,7 +189,9 @@ class ConferenceManager:
             record, booked_start=wanted.start, booked_end=wanted.end, summary=wanted.summary
         ))
 
-    async def _sync_people(self, record: ConferenceRecord, people: dict[str, Role]) -> ConferenceRecord:
+    async def _sync_people(
+        self, record: ConferenceRecord, people: dict[str, Role], names: dict[str, str]
+    ) -> ConferenceRecord:
         assert record.session_id is not None
         stored = {r.address.lower(): r for r in record.registrations}
         added = [address for address in people if address not in stored]
@@ -190,7 +199,8 @@ class ConferenceManager:
         registrations = [r for r in record.registrations if r.address.lower() in people]
         if added:
             done = await self.client.invite(
-                record.session_id, [Invitee(email=a, role=people[a]) for a in added]
+                record.session_id,
+                [Invitee(email=a, name=names.get(a), role=people[a]) for a in added],
             )
             ids = {r.email.lower(): r.participation_id for r in done}
             if any(a not in ids for a in added):  # skipped by the platform: look them up
