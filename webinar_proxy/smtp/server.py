@@ -175,12 +175,18 @@ class RelayHandler:
         )
         session.processing = True
         session.rewritten = False
+        reply = replies.TEMPFAIL_INTERNAL  # what stands if we are cancelled (client gone)
         try:
             reply = await self._deliver(session, message)
         finally:
             session.processing = False
             session.in_transaction = False
             session.xforward = {}
+            if self._after_delivery is not None:
+                # after the client has its reply: follow-up mail must not delay it
+                task = asyncio.ensure_future(self._after_delivery(message, reply.is_success))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
         outcome = _outcome(reply)
         elapsed = loop.time() - started
         queue = queue_id(content, message.xforward)
@@ -193,11 +199,6 @@ class RelayHandler:
         )
         self.metrics.observe_data_phase(elapsed)
         self.metrics.mail(_mail_outcome(reply, session.rewritten))
-        if self._after_delivery is not None:
-            # after the client has its reply: follow-up mail must not delay it
-            task = asyncio.ensure_future(self._after_delivery(message, reply.is_success))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
         return format_reply(reply)
 
     async def _deliver(self, session: RelaySession, message: InboundMessage) -> Reply:
