@@ -33,6 +33,10 @@ class NextHopBehaviour:
     #: Close the connection instead of answering the end of DATA.
     drop_at_end_of_data: bool = False
     advertise_xforward: bool = True
+    #: Answer this step ("MAIL", "RCPT" or "DATA" = the end of DATA) with 421 and close
+    #: the connection, like a next hop shutting down mid-session; ``times_421`` times.
+    reply_421_at: str | None = None
+    times_421: int = 1
 
 
 class RecordingHandler:
@@ -54,14 +58,26 @@ class RecordingHandler:
             return [*responses[:-1], "250-XFORWARD NAME ADDR PROTO HELO", responses[-1]]
         return responses
 
+    def _closing_421(self, server: SMTP, step: str) -> str | None:
+        if self.behaviour.reply_421_at != step or self.behaviour.times_421 <= 0:
+            return None
+        self.behaviour.times_421 -= 1
+        # aiosmtpd writes the reply after this returns; the close comes after it.
+        asyncio.get_running_loop().call_soon(server.transport.close)
+        return "421 4.3.2 Service shutting down, closing transmission channel"
+
     async def handle_MAIL(self, server, session, envelope, address, options):
         self.commands.append(f"MAIL {address}")
+        if (closing := self._closing_421(server, "MAIL")) is not None:
+            return closing
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 2.1.0 Ok"
 
     async def handle_RCPT(self, server, session, envelope: Envelope, address, options):
         self.commands.append(f"RCPT {address}")
+        if (closing := self._closing_421(server, "RCPT")) is not None:
+            return closing
         refusal = self.behaviour.refuse_rcpts.get(address)
         if refusal:
             return refusal
@@ -79,6 +95,8 @@ class RecordingHandler:
         if self.behaviour.drop_at_end_of_data:
             server.transport.close()
             return "421 4.4.2 dropped"  # never reaches the client
+        if (closing := self._closing_421(server, "DATA")) is not None:
+            return closing
         if self.behaviour.data_reply.startswith("2"):
             self.delivered.append(
                 Delivered(

@@ -12,7 +12,8 @@ Test/demo-only endpoints, outside ``/v3``:
 - ``GET /_fake/state``: every event, session, registration, member and letter;
 - ``POST /_fake/faults`` with JSON ``{"kind": "500"|"429"|"hang"|"drop"|"bad_json",
   "times": N (default 1; null = until cleared), "path": "/events*" (glob on the path
-  after /v3, optional), "method": "POST" (optional)}``; ``DELETE /_fake/faults`` clears;
+  after /v3, optional), "method": "POST" (optional), "retry_after": seconds (optional,
+  429 only: sent as ``Retry-After``)}``; ``DELETE /_fake/faults`` clears;
 - ``POST /_fake/members`` with JSON ``{"email", "name", "secondName", "role"}``.
 
 From Python: ``async with running_fake_webinar(token="t") as fake:`` then
@@ -62,13 +63,15 @@ class Fault:
     """Answer matching API calls with ``kind`` instead of the real answer.
 
     ``times`` is how many calls are still affected (``None``: until cleared);
-    ``path`` a glob on the path after ``/v3`` (``/eventsessions/*/register``).
+    ``path`` a glob on the path after ``/v3`` (``/eventsessions/*/register``);
+    ``retry_after`` (429 only) is sent as the ``Retry-After`` header, in seconds.
     """
 
     kind: FaultKind
     times: int | None = 1
     path: str | None = None
     method: str | None = None
+    retry_after: float | None = None
 
     def matches(self, method: str, path: str) -> bool:
         if self.method and self.method.upper() != method.upper():
@@ -154,10 +157,11 @@ class FakeWebinarServer:
         times: int | None = 1,
         path: str | None = None,
         method: str | None = None,
+        retry_after: float | None = None,
     ) -> Fault:
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}")
-        fault = Fault(kind, times, path, method)
+        fault = Fault(kind, times, path, method, retry_after)
         self.faults.append(fault)
         return fault
 
@@ -317,7 +321,8 @@ class FakeWebinarServer:
                 {"error": {"code": 500, "message": "Internal Server Error"}}, status=500
             )
         if fault.kind == "429":
-            return web.json_response(rate_limit_body(self.rate_limit or 2), status=429)
+            headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else None
+            return web.json_response(rate_limit_body(self.rate_limit or 2), status=429, headers=headers)
         if fault.kind == "bad_json":
             return web.Response(status=200, text='{"eventId": 41', content_type="application/json")
         if fault.kind == "hang":
@@ -357,6 +362,7 @@ class FakeWebinarServer:
                 str(spec.get("kind")),  # type: ignore[arg-type]
                 times=None if times is None else int(times),
                 path=spec.get("path"), method=spec.get("method"),
+                retry_after=None if spec.get("retry_after") is None else float(spec["retry_after"]),
             )
         except (ValueError, TypeError) as exc:
             return web.json_response({"error": {"code": 400, "message": str(exc)}}, status=400)
