@@ -137,6 +137,10 @@ class SmtpSettings(_Section):
     next_hop_connect_timeout_seconds: float = Field(30.0, gt=0)
     #: Seconds that in-flight transactions get to finish after SIGTERM.
     shutdown_grace_seconds: float = Field(30.0, ge=0)
+    #: Client connections at once; one more is told 421 before the banner and closed.
+    max_connections: int = Field(100, ge=1)
+    #: Recipients per transaction (Postfix's smtpd_recipient_limit default); more get 452.
+    max_recipients: int = Field(1000, ge=1)
 
 
 class WebinarSettings(_Section):

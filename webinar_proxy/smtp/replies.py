@@ -36,6 +36,9 @@ TEMPFAIL_SHUTTING_DOWN = Reply(421, "4.3.2 Relay shutting down, try again later"
 IDLE_TIMEOUT = Reply(421, "4.4.2 Idle too long, closing connection")
 # 5.7.1: delivery not authorized (RFC 3463 §3.8).
 CLIENT_NOT_ALLOWED = Reply(554, "5.7.1 Client not authorized to use this relay")
+# 4.7.0: other security or policy status; 4.5.3: too many recipients (RFC 3463 §3.6, §3.8).
+TOO_MANY_CONNECTIONS = Reply(421, "4.7.0 Too many connections, try again later")
+TOO_MANY_RECIPIENTS = Reply(452, "4.5.3 Too many recipients")
 # 5.3.4: message too big for system.
 MESSAGE_TOO_BIG = Reply(552, "5.3.4 Message size exceeds the fixed maximum message size")
 XFORWARD_OK = Reply(250, "2.0.0 Ok")

@@ -139,6 +139,9 @@ class RelayHandler:
     ) -> str:
         if session.next_hop is None:
             return str(replies.TEMPFAIL_NEXT_HOP_LOST)
+        if len(envelope.rcpt_tos) >= self.settings.max_recipients:
+            # RFC 5321 §4.5.3.1.8: the client sends the rest in another transaction.
+            return str(replies.TOO_MANY_RECIPIENTS)
         try:
             reply = await session.next_hop.rcpt(address, options)
         except NextHopError as exc:
@@ -331,6 +334,12 @@ class RelaySMTP(SMTP):
             await self.push(str(replies.CLIENT_NOT_ALLOWED))
             self.transport.close()
             return
+        if len(self._registry) >= self.relay_settings.max_connections:
+            log.warning("refused client %s: smtp.max_connections (%d) reached",
+                        self.session.peer, self.relay_settings.max_connections)
+            await self.push(str(replies.TOO_MANY_CONNECTIONS))
+            self.transport.close()
+            return
         self._registry.add(self)
         try:
             await super()._handle_client()
@@ -347,6 +356,11 @@ class RelaySMTP(SMTP):
                 session.next_hop.close()
 
     def _timeout_cb(self) -> None:
+        session = self.session
+        if isinstance(session, RelaySession) and session.processing:
+            # Not idle: the message is being processed, under its own deadline.
+            self._reset_timeout()
+            return
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(f"{replies.IDLE_TIMEOUT}\r\n".encode())
         super()._timeout_cb()
@@ -428,6 +442,7 @@ class RelaySMTP(SMTP):
             chunk = await reader.read(_READ_CHUNK)
             if not chunk:
                 raise ConnectionResetError("client closed the connection during DATA")
+            self._reset_timeout()  # a client sending DATA is not idle
             if tail is not None:
                 tail += chunk
                 index = tail.find(wire.END_OF_DATA)
