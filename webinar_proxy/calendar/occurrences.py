@@ -90,6 +90,10 @@ def _check_frequency(events: list[icalendar.Event]) -> None:
             frequency = str((rule or {}).get("FREQ", [""])[0]).upper()
             if frequency in _TOO_FREQUENT:
                 raise CalendarError(f"recurrence too frequent for a meeting (FREQ={frequency})")
+            # dateutil loops for ever on INTERVAL=0 (it never advances).
+            interval = (rule or {}).get("INTERVAL", [1])[0]
+            if not isinstance(interval, int) or interval < 1:
+                raise CalendarError(f"recurrence with INTERVAL={interval}")
 
 
 def _occurrence(component: icalendar.Event, zone, shifts) -> Occurrence | None:

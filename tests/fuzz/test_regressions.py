@@ -1,0 +1,62 @@
+"""Inputs the fuzzer (``fuzz/fuzz_engine.py``) found breaking the engine, one test each.
+
+Each input is the smallest form of the finding, written out; ``check`` runs the
+whole chain and its invariants (see ``fuzz/target.py``).  A hang would block for
+ever, so a generous alarm turns it into a failure instead.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+
+import pytest
+
+from fuzz.target import MAIL_FROM, NOW, OPTIONS, check
+from webinar_proxy.engine import classify
+
+
+class _Hung(BaseException):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def no_hang() -> Iterator[None]:
+    def alarm(signum, frame):
+        raise _Hung("the engine did not return within 120 s")
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(120)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _mail(ics: str, method: str = "REQUEST") -> bytes:
+    return (
+        "From: Organizer <organizer@example.com>\r\nTo: a@example.net\r\nSubject: fuzz\r\n"
+        'MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary="b"\r\n\r\n'
+        "--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nYou are invited.\r\n"
+        f"--b\r\nContent-Type: text/calendar; charset=utf-8; method={method}\r\n\r\n{ics}\r\n--b--\r\n"
+    ).encode()
+
+
+def _event(*lines: str, end: str = "END:VCALENDAR") -> str:
+    return "\r\n".join([
+        "BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//fuzz//EN", "METHOD:REQUEST", "BEGIN:VEVENT",
+        "UID:fuzz-1@example.com", "DTSTAMP:20240101T000000Z", "DTSTART:20240105T100000Z",
+        "DTEND:20240105T110000Z", "ORGANIZER:mailto:organizer@example.com", "LOCATION:@webinar",
+        *lines, "END:VEVENT", end,
+    ]) + "\r\n"
+
+
+@pytest.mark.parametrize("interval", ["0", "-1"])
+def test_rrule_with_interval_zero_does_not_hang(interval: str) -> None:
+    """dateutil never advances with INTERVAL=0: the occurrence search looped for ever."""
+    raw = _mail(_event(f"RRULE:FREQ=DAILY;INTERVAL={interval}"))
+    result = classify(raw, MAIL_FROM, OPTIONS, NOW)
+    assert result.next_occurrence is None
+    assert any("INTERVAL" in warning for warning in result.warnings)
+    check(raw)
