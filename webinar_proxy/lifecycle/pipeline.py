@@ -11,11 +11,13 @@ half-written message.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
 from webinar_proxy import engine
+from webinar_proxy.calendar import normalise_address
 from webinar_proxy.engine import Classification, EngineOptions
 from webinar_proxy.lifecycle.conferences import ConferenceManager, utc_now
 from webinar_proxy.lifecycle.decide import Action, decide, is_served
@@ -71,6 +73,10 @@ class InvitationPipeline:
             return content
         if not is_served(c.organizer, self.policy.organizer_domains):
             return content
+        if self.policy.organizer_check == "envelope" and c.from_organizer:
+            sender = normalise_address(message.mail_from) if message.mail_from else None
+            # SENT-BY is written by the sender like From: is: strict means the envelope only.
+            c = dataclasses.replace(c, from_organizer=sender == c.organizer)
         always = is_served(c.organizer, self.policy.always_domains) if self.policy.always_domains else False
         try:
             async with self.store.key_lock(c.organizer, c.uid):
