@@ -60,3 +60,18 @@ def test_rrule_with_interval_zero_does_not_hang(interval: str) -> None:
     assert result.next_occurrence is None
     assert any("INTERVAL" in warning for warning in result.warnings)
     check(raw)
+
+
+@pytest.mark.parametrize("end", ["END:VCALEN-AR", "", "END:VEVENT"])
+def test_calendar_without_its_end_line(end: str) -> None:
+    """icalendar reads a VCALENDAR whose END line is missing or damaged; the stored copy
+    (``minimal_calendar``) did not, and classify fell into its internal-error catch-all."""
+    raw = _mail(_event(end=end))
+    result = classify(raw, MAIL_FROM, OPTIONS, NOW)
+    assert not result.reason.startswith("internal error"), result.reason
+    if result.processable:
+        assert b"UID:fuzz-1@example.com" in result.calendar
+    check(raw)
+    bare = _event(end=end).encode()
+    assert not classify(bare, MAIL_FROM, OPTIONS, NOW).reason.startswith("internal error")
+    check(bare)

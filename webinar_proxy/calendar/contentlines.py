@@ -146,6 +146,8 @@ def components(lines: list[Line]) -> list[Block]:
             stack.append((upper[6:].strip(), index))
         elif upper.startswith("END:") and stack:
             name = upper[4:].strip()
+            if all(open_name != name for open_name, _ in stack):
+                continue  # a stray or damaged END closes nothing
             # Tolerate a missing END by closing up to the matching BEGIN.
             while stack and stack[-1][0] != name:
                 stack.pop()

@@ -599,6 +599,11 @@ def minimal_calendar(parsed: ParsedCalendar, uid: str, index: int = 0) -> bytes:
     lines = split_lines(parsed.clean_text)
     blocks = components(lines)
     calendars = [block for block in blocks if block.name == "VCALENDAR" and block.depth == 0]
+    if index >= len(calendars) and lines:
+        # icalendar reads an object whose END:VCALENDAR is missing or damaged: close it.
+        lines.append(Line("END:VCALENDAR\r\n", "END:VCALENDAR"))
+        blocks = components(lines)
+        calendars = [block for block in blocks if block.name == "VCALENDAR" and block.depth == 0]
     if index >= len(calendars):
         raise CalendarError("no such calendar object")
     outer = calendars[index]
