@@ -129,7 +129,9 @@ class RunningNextHop:
 
 
 @contextlib.asynccontextmanager
-async def running_next_hop(behaviour: NextHopBehaviour | None = None) -> AsyncIterator[RunningNextHop]:
+async def running_next_hop(
+    behaviour: NextHopBehaviour | None = None, port: int = 0
+) -> AsyncIterator[RunningNextHop]:
     behaviour = behaviour or NextHopBehaviour()
     handler = RecordingHandler(behaviour)
     loop = asyncio.get_running_loop()
@@ -138,7 +140,7 @@ async def running_next_hop(behaviour: NextHopBehaviour | None = None) -> AsyncIt
             handler, hostname="nexthop.test", enable_SMTPUTF8=True, data_size_limit=64 * 2**20
         ),
         host="127.0.0.1",
-        port=0,
+        port=port,
     )
     try:
         yield RunningNextHop(handler, behaviour, server.sockets[0].getsockname()[1], server)

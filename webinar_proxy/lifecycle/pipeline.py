@@ -33,6 +33,9 @@ log = logging.getLogger("webinar_proxy.lifecycle")
 #: event loop keeps serving other sessions.
 OFF_LOOP_BYTES = 256 * 1024
 
+#: Most meetings remembered at once whose creation notice still waits for a delivery.
+MAX_UNANNOUNCED = 10_000
+
 #: Sends one message (envelope sender, recipients, bytes) through the next hop.
 NoticeSender = Callable[[str, Sequence[str], bytes], Awaitable[object]]
 
@@ -55,6 +58,12 @@ class InvitationPipeline:
         self.send_notice = send_notice
         self.clock = clock
         self._notices: dict[str, list[Notice]] = {}
+        # A creation notice goes out only with a delivered invitation.  When the first
+        # delivery fails after the conference was made (next hop stalled or gone, 451),
+        # the MTA's retry finds the conference ready; these keys (organizer, UID) make
+        # that retry announce it instead.  In memory: a crash still loses the notice.
+        self._unannounced: set[tuple[str, str]] = set()
+        self._announcing: dict[str, tuple[str, str]] = {}
         self._background: set[asyncio.Task[None]] = set()
 
     def reconfigure(self, options: EngineOptions, policy: PolicySettings) -> None:
@@ -106,6 +115,7 @@ class InvitationPipeline:
         if action in (Action.REMOVE, Action.CANCEL):
             await self.manager.delete(record, "removed by the organizer" if action is Action.REMOVE
                                       else "meeting cancelled")
+            self._unannounced.discard((c.organizer, c.uid))
             self._queue(message, Notice(NoticeKind.REMOVED, c.organizer, record.summary or "",
                                         record.link))
             if action is Action.REMOVE and c.has_our_link:
@@ -143,8 +153,12 @@ class InvitationPipeline:
             log.warning("uid=%s: conference not ready (%s); asking the MTA to retry", c.uid, exc)
             raise TemporaryFailure("Webinar conference could not be reserved yet, try again later") from None
         assert record.link is not None
-        if created:
+        key = (c.organizer, c.uid)
+        if created or key in self._unannounced:
+            self._unannounced.discard(key)
             self._queue(message, Notice(NoticeKind.CREATED, c.organizer, record.summary, record.link))
+            if message.session_id in self._notices:
+                self._announcing[message.session_id] = key
         return await self._rewrite(message.content, c.uid, record.link)
 
     def _deliver_without_link(self, message: InboundMessage, c: Classification, reason: str) -> bytes:
@@ -168,6 +182,9 @@ class InvitationPipeline:
 
     async def after_delivery(self, message: InboundMessage, delivered: bool) -> None:
         notices = self._notices.pop(message.session_id, [])
+        announcing = self._announcing.pop(message.session_id, None)
+        if not delivered and announcing is not None and len(self._unannounced) < MAX_UNANNOUNCED:
+            self._unannounced.add(announcing)
         if not delivered or self.send_notice is None:
             return
         for notice in notices:
