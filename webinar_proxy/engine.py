@@ -571,6 +571,11 @@ def _check_link(link: str) -> None:
         raise ValueError(f"the link contains characters that are not allowed: {link!r}")
 
 
+#: Raises ``ValueError`` unless ``link`` may be written into mail (https, no markup or
+#: control characters); the lifecycle checks the platform's answers with it.
+check_link = _check_link
+
+
 def _strip_links(value: str, links: list[str]) -> str:
     for link in links:
         escaped = re.escape(link)

@@ -33,6 +33,15 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def _safe_link(link: str) -> str | None:
+    """The platform's link if it may be written into mail (https only), else None."""
+    try:
+        engine.check_link(link)
+    except ValueError:
+        return None
+    return link
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Wanted:
     """What the conference should look like for one meeting."""
@@ -134,10 +143,17 @@ class ConferenceManager:
                 name=wanted.summary, start=wanted.start, duration=wanted.duration, owner_id=owner,
                 event_type=EventType.MEETING, rule=SERIES_RULE if wanted.recurring else None,
             )
+            link = _safe_link(created.link)
             record = await self.store.put(dataclasses.replace(
-                record, event_id=created.event_id, link=created.link, summary=wanted.summary,
+                record, event_id=created.event_id, link=link, summary=wanted.summary,
                 recurring=wanted.recurring,
             ))
+            if link is None:  # never written into mail: the event goes again (or is queued to)
+                log.error("uid=%s: the platform gave event %s a join link that is not a safe "
+                          "https URL: %r", c.uid, created.event_id, created.link)
+                await self.delete(record, "join link not https")
+                raise WebinarError("the platform answered with a join link that is not https",
+                                   operation="POST /events")
             log.info("uid=%s organizer=%s: created event %s", c.uid, c.organizer, created.event_id)
         if record.session_id is None:
             assert record.event_id is not None

@@ -8,6 +8,7 @@ and sent by the pipeline after the invitation itself was accepted by the next ho
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -73,6 +74,10 @@ class Notice:
     reason: str = ""
 
 
+def _one_line(text: str) -> str:
+    return re.sub(r"[\x00-\x1f\x7f\s]+", " ", text).strip()
+
+
 def build_notice(notice: Notice, *, language: str, sender: str = "") -> bytes:
     """The notice as a complete RFC 5322 message (CRLF line endings)."""
     subject, body = _TEXTS.get(language, _TEXTS["en"])[notice.kind]
@@ -81,7 +86,8 @@ def build_notice(notice: Notice, *, language: str, sender: str = "") -> bytes:
     message = EmailMessage(policy=SMTP)
     message["From"] = sender or f"Webinar <webinar-noreply@{domain}>"
     message["To"] = notice.organizer
-    message["Subject"] = subject.format(**values)
+    # SUMMARY may hold line breaks (iCalendar "\n"): a header value must not.
+    message["Subject"] = subject.format(**{**values, "summary": _one_line(notice.summary)})
     message["Date"] = format_datetime(utc_now())
     message["Message-ID"] = make_msgid(domain=domain)
     # RFC 3834: an automatic message; vacation responders must not answer it.

@@ -188,8 +188,8 @@ class InvitationPipeline:
         if not delivered or self.send_notice is None:
             return
         for notice in notices:
-            data = build_notice(notice, language=self.policy.language, sender=self.policy.notice_from)
             try:
+                data = build_notice(notice, language=self.policy.language, sender=self.policy.notice_from)
                 await self.send_notice("", [notice.organizer], data)
             except Exception as exc:  # a notice is a courtesy; it never fails the mail
                 log.warning("notice to %s not sent: %s", notice.organizer, exc)
