@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from fuzz.target import MAIL_FROM, NOW, OPTIONS, check
-from webinar_proxy.engine import classify
+from fuzz.target import LINK, MAIL_FROM, NOW, OPTIONS, check
+from webinar_proxy.engine import classify, rewrite
 
 
 class _Hung(BaseException):
@@ -75,3 +75,21 @@ def test_calendar_without_its_end_line(end: str) -> None:
     bare = _event(end=end).encode()
     assert not classify(bare, MAIL_FROM, OPTIONS, NOW).reason.startswith("internal error")
     check(bare)
+
+
+@pytest.mark.parametrize("odd_part", ["", "Content-Type: text/plain; charset=utf-8\r\n"],
+                         ids=["empty-part", "headers-only"])
+def test_part_without_a_body_gets_no_join_block(odd_part: str) -> None:
+    """Two delimiter lines in a row (an empty part) or a part with headers and no empty
+    line: the join block went into the delimiter or header line and broke the MIME tree."""
+    raw = (
+        "From: Organizer <organizer@example.com>\r\nTo: a@example.net\r\nSubject: fuzz\r\n"
+        'MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary="b"\r\n\r\n'
+        f"--b\r\n{odd_part}--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nYou are invited.\r\n"
+        "--b\r\nContent-Type: application/octet-stream\r\n\r\nAAAA\r\n"
+        f"--b\r\nContent-Type: text/calendar; charset=utf-8; method=REQUEST\r\n\r\n{_event()}\r\n--b--\r\n"
+    ).encode()
+    assert check(raw) == "rewritten"
+    rewritten = rewrite(raw, "fuzz-1@example.com", LINK, OPTIONS)
+    assert f"--b\r\n{odd_part}--b\r\nContent-Type: text/plain".encode() in rewritten
+    assert b"[webinar]" in rewritten.split(b"You are invited.")[0]

@@ -197,9 +197,11 @@ class _Scanner:
             self.raw, marker, entity.body_start, entity.end
         ):
             if previous_content is not None:
+                # Two delimiter lines in a row: an empty part, not a negative range.
+                part_end = max(line_start, previous_content)
                 entity.children.append(
                     self.entity(
-                        previous_content, line_start, entity.depth + 1, entity.in_attached_message
+                        previous_content, part_end, entity.depth + 1, entity.in_attached_message
                     )
                 )
             previous_content = None if closing else content_start
@@ -230,11 +232,15 @@ def body_text_entities(root: MimeEntity) -> tuple[MimeEntity | None, MimeEntity 
 
     Attachments, calendar copies and anything inside an attached message are
     skipped.  Apple Mail splits one HTML body into several parts around
-    attachments; only the first one gets the join block.
+    attachments; only the first one gets the join block.  So is a part without the
+    empty line that starts a body (an empty part, or headers only): text written
+    there would land in its headers or in the next delimiter line.
     """
     plain = html = None
     for entity in root.walk():
         if entity.in_attached_message or entity.is_attachment or entity.looks_like_calendar:
+            continue
+        if entity.body_start <= entity.header_end and not entity.children:
             continue
         if entity.filename and entity is not root:
             continue
