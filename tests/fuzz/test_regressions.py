@@ -93,3 +93,20 @@ def test_part_without_a_body_gets_no_join_block(odd_part: str) -> None:
     rewritten = rewrite(raw, "fuzz-1@example.com", LINK, OPTIONS)
     assert f"--b\r\n{odd_part}--b\r\nContent-Type: text/plain".encode() in rewritten
     assert b"[webinar]" in rewritten.split(b"You are invited.")[0]
+
+
+def test_vtimezone_without_its_end_line() -> None:
+    """A VTIMEZONE that is never closed made the rule rebasing read past the last line."""
+    ics = "\r\n".join([
+        "BEGIN:VCALENDAR", "VERSION:2.0", "METHOD:REQUEST", "BEGIN:VEVENT", "UID:fuzz-1@example.com",
+        'DTSTART;TZID="Custom Zone":20240105T100000', "ORGANIZER:mailto:organizer@example.com",
+        "END:VEVENT", "BEGIN:VTIMEZONE", "TZID:Custom Zone", "BEGIN:STANDARD",
+        "DTSTART:16010101T030000", "RRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU", "TZOFFSETFROM:+0200",
+        "TZOFFSETTO:+0100", "END:STANDARD", "BEGIN:DAYLIGHT", "DTSTART:16010101T020000",
+        "RRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=-1SU", "TZOFFSETFROM:+0100", "TZOFFSETTO:+0200",
+        "END:DAYLIGHT",
+    ]) + "\r\n"
+    for raw in (ics.encode(), _mail(ics)):
+        result = classify(raw, MAIL_FROM, OPTIONS, NOW)
+        assert not result.reason.startswith("internal error"), result.reason
+        check(raw)

@@ -202,6 +202,7 @@ def _timezone_renames(lines: list[str]) -> tuple[dict[str, str], set[int]]:
             end = index
             while end < len(lines) and not lines[end].upper().startswith("END:VTIMEZONE"):
                 end += 1
+            end = min(end, len(lines) - 1)  # no END:VTIMEZONE: the zone runs to the end
             block = lines[index : end + 1]
             tzid_line = next((line for line in block if property_name(line) == "TZID"), None)
             if tzid_line is not None:
