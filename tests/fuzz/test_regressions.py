@@ -110,3 +110,19 @@ def test_vtimezone_without_its_end_line() -> None:
         result = classify(raw, MAIL_FROM, OPTIONS, NOW)
         assert not result.reason.startswith("internal error"), result.reason
         check(raw)
+
+
+def test_body_part_with_a_malformed_header_line_is_left_alone() -> None:
+    """The parser stops at a malformed header line, so the Content-Transfer-Encoding line
+    the rewrite changed after it was never read back: a second rewrite encoded the
+    body again (not idempotent)."""
+    raw = (
+        "From: Organizer <organizer@example.com>\r\nTo: a@example.net\r\nSubject: fuzz\r\n"
+        'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        "--b\r\nCont\xc3nt-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        "WW91IGFyZSBpbnZpdGVkLg==\r\n"
+        f"--b\r\nContent-Type: text/calendar; charset=utf-8; method=REQUEST\r\n\r\n{_event()}\r\n--b--\r\n"
+    ).encode("latin-1")
+    assert check(raw) == "rewritten"
+    once = rewrite(raw, "fuzz-1@example.com", LINK, OPTIONS)
+    assert b"WW91IGFyZSBpbnZpdGVkLg==\r\n--b" in once

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from email.errors import MissingHeaderBodySeparatorDefect
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
@@ -46,6 +47,13 @@ class MimeEntity:
     #: True for anything inside a ``message/*`` part (a bounce, a forwarded mail).
     in_attached_message: bool
     children: list[MimeEntity] = field(default_factory=list)
+
+    @property
+    def headers_complete(self) -> bool:
+        """The parser read the whole header block (a malformed line ends it early, and
+        the header lines after it are not seen)."""
+        return not any(isinstance(defect, MissingHeaderBodySeparatorDefect)
+                       for defect in self.headers.defects)
 
     @property
     def content_type(self) -> str:
@@ -234,7 +242,8 @@ def body_text_entities(root: MimeEntity) -> tuple[MimeEntity | None, MimeEntity 
     skipped.  Apple Mail splits one HTML body into several parts around
     attachments; only the first one gets the join block.  So is a part without the
     empty line that starts a body (an empty part, or headers only): text written
-    there would land in its headers or in the next delimiter line.
+    there would land in its headers or in the next delimiter line; and so is a part
+    whose header block has a malformed line.
     """
     plain = html = None
     for entity in root.walk():
@@ -242,6 +251,8 @@ def body_text_entities(root: MimeEntity) -> tuple[MimeEntity | None, MimeEntity 
             continue
         if entity.body_start <= entity.header_end and not entity.children:
             continue
+        if not entity.headers_complete:
+            continue  # a changed charset or encoding line would not be read back
         if entity.filename and entity is not root:
             continue
         if entity.content_type == "text/plain" and plain is None:
