@@ -151,7 +151,8 @@ def run_atheris(args: argparse.Namespace, seeds: list[bytes]) -> int:
 
     atheris.Setup(
         [sys.argv[0], str(seed_dir), f"-max_len={4 * 1024 * 1024}", "-timeout=0", "-rss_limit_mb=4096",
-         f"-seed={args.seed}", "-print_final_stats=0", "-close_fd_mask=0", "-print_pcs=0"],
+         f"-seed={args.seed}", "-print_final_stats=0", "-print_pcs=0", "-report_slow_units=120",
+         f"-artifact_prefix={run.artifacts}/"],
         test_one_input, custom_mutator=custom_mutator,
     )
     atheris.Fuzz()
