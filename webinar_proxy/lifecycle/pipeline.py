@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
@@ -140,18 +141,19 @@ class InvitationPipeline:
         assert c.uid is not None and c.organizer is not None
         created = record is None or record.link is None or record.state != ConferenceState.ACTIVE
         try:
-            record = await self.manager.ensure(c, record)
+            async with asyncio.timeout_at(_platform_give_up_at(message)):
+                record = await self.manager.ensure(c, record)
+        except TimeoutError:
+            # The platform is too slow for this message's deadline: stop in time to
+            # still answer (451) or deliver without the link, per policy.
+            return self._platform_unavailable(message, c, "the Webinar platform did not answer in time")
         except RejectedError as exc:
             # The platform refuses this meeting as it is: retrying the same mail
             # cannot help, so deliver it without a link and tell the organizer.
             log.error("uid=%s: the platform rejected the conference: %s", c.uid, exc)
             return self._deliver_without_link(message, c, str(exc.message or exc))
         except WebinarError as exc:
-            if self.policy.on_api_failure == "deliver":
-                log.error("uid=%s: no conference (%s); delivering without a link", c.uid, exc)
-                return self._deliver_without_link(message, c, "the Webinar platform is unavailable")
-            log.warning("uid=%s: conference not ready (%s); asking the MTA to retry", c.uid, exc)
-            raise TemporaryFailure("Webinar conference could not be reserved yet, try again later") from None
+            return self._platform_unavailable(message, c, str(exc))
         assert record.link is not None
         key = (c.organizer, c.uid)
         if created or key in self._unannounced:
@@ -160,6 +162,13 @@ class InvitationPipeline:
             if message.session_id in self._notices:
                 self._announcing[message.session_id] = key
         return await self._rewrite(message.content, c.uid, record.link)
+
+    def _platform_unavailable(self, message: InboundMessage, c: Classification, why: str) -> bytes:
+        if self.policy.on_api_failure == "deliver":
+            log.error("uid=%s: no conference (%s); delivering without a link", c.uid, why)
+            return self._deliver_without_link(message, c, "the Webinar platform is unavailable")
+        log.warning("uid=%s: conference not ready (%s); asking the MTA to retry", c.uid, why)
+        raise TemporaryFailure("Webinar conference could not be reserved yet, try again later")
 
     def _deliver_without_link(self, message: InboundMessage, c: Classification, reason: str) -> bytes:
         assert c.organizer is not None
@@ -194,3 +203,14 @@ class InvitationPipeline:
             except Exception as exc:  # a notice is a courtesy; it never fails the mail
                 log.warning("notice to %s not sent: %s", notice.organizer, exc)
 
+
+#: Share of the time left that platform calls may use; the rest is for rewriting and
+#: forwarding, so a slow platform still ends in a timely 451 or a delivery.
+PLATFORM_SHARE = 0.6
+
+
+def _platform_give_up_at(message: InboundMessage) -> float | None:
+    if not math.isfinite(message.deadline):
+        return None
+    now = asyncio.get_running_loop().time()
+    return now + PLATFORM_SHARE * max(0.0, message.deadline - now)
