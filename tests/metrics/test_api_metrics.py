@@ -29,7 +29,7 @@ def _client(api_url: str, metrics: Metrics, token: str = TOKEN) -> WebinarClient
 async def test_api_calls_are_counted_by_operation_and_status():
     metrics = Metrics()
     async with running_fake_webinar(token=TOKEN) as fake, _client(fake.api_url, metrics) as client:
-        fake.add_fault("500", path="/events", method="POST")
+        fake.add_fault("429", path="/events", method="POST")  # retried (a 5xx is not, for a create)
         fake.add_fault("drop", path="/eventsessions/*", method="GET")
         event = await client.create_event(name="Planning", start=START, duration=timedelta(hours=1))
         session = await client.create_session(event.event_id, start=START)
@@ -41,7 +41,7 @@ async def test_api_calls_are_counted_by_operation_and_status():
 
     calls = "webinar_proxy_api_calls_total"
     assert value(samples, calls, operation="timezones", status="200") == 1  # cached afterwards
-    assert value(samples, calls, operation="create_event", status="500") == 1
+    assert value(samples, calls, operation="create_event", status="429") == 1
     assert value(samples, calls, operation="create_event", status="201") == 1
     assert value(samples, calls, operation="create_session", status="201") == 1
     assert value(samples, calls, operation="get_session", status="error") == 1

@@ -72,12 +72,15 @@ async def test_unknown_owner_is_rejected(client) -> None:
 
 @pytest.mark.parametrize("kind", ["500", "429", "drop", "bad_json"])
 async def test_one_transient_failure_then_success(client, fake, clock, kind) -> None:
-    fake.add_fault(kind, times=1, path="/events", method="POST")
+    # A read is retried on every transient failure (creating calls: test_idempotency.py).
     event = await client.create_event(name="x", start=START)
-    assert [e["eventId"] for e in fake.state()["events"]] == [event.event_id]
-    posts = [r for r in fake.requests if r.path == "/events"]
-    assert len(posts) == 2
-    assert clock.sleeps  # backed off before the retry
+    fake.add_fault(kind, times=1, path="/organization/events/*", method="GET")
+    sleeps_before = len(clock.sleeps)
+    read = await client.get_event(event.event_id)
+    assert read.event_id == event.event_id
+    gets = [r for r in fake.requests if r.method == "GET" and r.path.startswith("/organization/")]
+    assert len(gets) == 2
+    assert len(clock.sleeps) > sleeps_before  # backed off before the retry
 
 
 async def test_429_backs_off_at_least_one_request_interval(client, fake, clock) -> None:

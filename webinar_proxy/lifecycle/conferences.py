@@ -6,11 +6,21 @@ any step and run again: a record is written *before* the first platform call, an
 after every call that creates something, so a retry (the MTA's, after our 451)
 continues where the last attempt stopped instead of creating a second conference.
 Callers hold the store's key lock around each operation.
+
+The platform has no idempotency key, so every event the relay creates carries a
+marker in its description (``creation_marker``: a hash of organizer and UID, nothing
+secret).  When a creation may have happened without its answer reaching the store
+(a ``creating`` record without event id, or a create call failing after its request
+went out), the platform's schedule around the meeting's start is searched for the
+marker, and what is found is deleted before the event is created (again).  Such an
+event was never written into mail, so replacing it loses nothing; it cannot be
+adopted as it is, because no read of the API returns an event's join link.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -19,7 +29,19 @@ from webinar_proxy import engine
 from webinar_proxy.engine import Classification, EngineOptions
 from webinar_proxy.metrics import NO_METRICS, Metrics
 from webinar_proxy.store import ConferenceRecord, ConferenceState, ConferenceStore, Registration
-from webinar_proxy.webinar import EventType, Invitee, Role, WebinarClient, WebinarError
+from webinar_proxy.webinar import (
+    ConflictError,
+    CreatedEvent,
+    Event,
+    EventSession,
+    EventType,
+    Invitee,
+    NotFoundError,
+    Role,
+    TemporaryError,
+    WebinarClient,
+    WebinarError,
+)
 
 log = logging.getLogger("webinar_proxy.lifecycle")
 
@@ -27,10 +49,47 @@ log = logging.getLogger("webinar_proxy.lifecycle")
 #: occurrences (moved ones included) all fit it, so the event link stays valid.
 SERIES_RULE = "FREQ=DAILY"
 DEFAULT_DURATION = timedelta(hours=1)
+#: How far around a start the schedule is searched for a marked event: enough for
+#: any zone offset of the platform's ``from``/``to`` and a meeting moved a little.
+LOOKUP_MARGIN = timedelta(days=1)
+MARKER_PREFIX = "webinar-proxy-key: "
+
+
+def creation_marker(organizer: str, uid: str) -> str:
+    """The line written into the description of every event the relay creates.
+
+    ``webinar-proxy-key: `` and 32 hex digits of SHA-256 over the lower-cased
+    organizer and the UID: stable across attempts and relay instances, not secret,
+    and revealing neither.
+    """
+    digest = hashlib.sha256(f"{organizer.lower()}\n{uid}".encode()).hexdigest()[:32]
+    return MARKER_PREFIX + digest
+
+
+def lookup_windows(starts: Iterable[datetime]) -> list[tuple[datetime, datetime]]:
+    """``[start - margin, start + margin]`` for each start, overlapping ones merged."""
+    windows: list[tuple[datetime, datetime]] = []
+    for start in sorted({s.astimezone(UTC) for s in starts}):
+        low, high = start - LOOKUP_MARGIN, start + LOOKUP_MARGIN
+        if windows and low <= windows[-1][1]:
+            windows[-1] = (windows[-1][0], high)
+        else:
+            windows.append((low, high))
+    return windows
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _our_session(event: Event, wanted: Wanted) -> EventSession | None:
+    live = [s for s in event.sessions if s.status in (None, "ACTIVE", "START")]
+    for session in live:
+        if session.starts_at is not None and session.starts_at == wanted.start:
+            return session
+    if len(live) == 1 and not wanted.recurring:
+        return live[0]
+    return None
 
 
 def _safe_link(link: str) -> str | None:
@@ -135,14 +194,18 @@ class ConferenceManager:
         if record is not None and record.state == ConferenceState.PENDING_DELETE:
             await self._delete_on_platform(record)  # the old one must go before a new one
             record = None
+        fresh = record is None or record.state == ConferenceState.DELETED
         if record is None or record.state == ConferenceState.DELETED:
-            record = await self.store.put(ConferenceRecord(organizer=c.organizer, uid=c.uid))
+            record = ConferenceRecord(organizer=c.organizer, uid=c.uid)
         if record.event_id is None:
-            owner = await self.client.owner_id_for(c.organizer)
-            created = await self.client.create_event(
-                name=wanted.summary, start=wanted.start, duration=wanted.duration, owner_id=owner,
-                event_type=EventType.MEETING, rule=SERIES_RULE if wanted.recurring else None,
-            )
+            if not fresh:  # an earlier attempt may have made the event without learning so
+                await self._remove_unrecorded(record, wanted)
+            # the start and name go in first: they are what a later search looks around
+            record = await self.store.put(dataclasses.replace(
+                record, booked_start=wanted.start, booked_end=wanted.end, summary=wanted.summary,
+                recurring=wanted.recurring,
+            ))
+            created = await self._create_event(record, c.organizer, wanted)
             link = _safe_link(created.link)
             record = await self.store.put(dataclasses.replace(
                 record, event_id=created.event_id, link=link, summary=wanted.summary,
@@ -157,15 +220,12 @@ class ConferenceManager:
             log.info("uid=%s organizer=%s: created event %s", c.uid, c.organizer, created.event_id)
         if record.session_id is None:
             assert record.event_id is not None
-            session = await self.client.create_session(
-                record.event_id, start=wanted.start, name=wanted.summary
-            )
+            session_id, booked = await self._create_session(record.event_id, wanted)
             record = await self.store.put(dataclasses.replace(
-                record, session_id=session.session_id, booked_start=wanted.start,
-                booked_end=wanted.end, summary=wanted.summary,
+                record, session_id=session_id, booked_start=booked,
+                booked_end=wanted.end if booked == wanted.start else booked + wanted.duration,
             ))
-        else:
-            record = await self._move(record, wanted)
+        record = await self._move(record, wanted)
         record = await self._sync_people(record, wanted.people, wanted.names)
         return await self.store.put(dataclasses.replace(
             record,
@@ -177,6 +237,83 @@ class ConferenceManager:
             recurring=wanted.recurring,
             last_error=None,
         ))
+
+    async def _create_event(self, record: ConferenceRecord, organizer: str, wanted: Wanted) -> CreatedEvent:
+        """``create_event`` with the marker.  If the call fails after its request went
+        out, look: an event the platform made anyway is deleted and the call made once
+        more; if none is seen (yet), the failure stands and the next attempt looks again.
+        """
+        owner = await self.client.owner_id_for(organizer)
+
+        async def create() -> CreatedEvent:
+            return await self.client.create_event(
+                name=wanted.summary, start=wanted.start, duration=wanted.duration, owner_id=owner,
+                event_type=EventType.MEETING, rule=SERIES_RULE if wanted.recurring else None,
+                description=creation_marker(record.organizer, record.uid),
+            )
+
+        try:
+            return await create()
+        except TemporaryError as exc:
+            if not exc.maybe_done or not await self._remove_unrecorded(record, wanted):
+                raise
+        return await create()
+
+    async def _create_session(self, event_id: int, wanted: Wanted) -> tuple[int, datetime]:
+        """Create the session, or take over the one an earlier attempt made.
+
+        Returns the session id and its start.  A single event holds one session (a
+        second is a 409) and a series one per start, so a session found there at the
+        wanted start (or the single event's only one) can only be ours.
+        """
+        try:
+            created = await self.client.create_session(event_id, start=wanted.start, name=wanted.summary)
+        except (ConflictError, TemporaryError) as exc:
+            if isinstance(exc, TemporaryError) and not exc.maybe_done:
+                raise
+            existing = _our_session(await self.client.get_event(event_id), wanted)
+            if existing is None:
+                raise
+            log.info("event %s: took over session %s made by an earlier attempt",
+                     event_id, existing.session_id)
+            return existing.session_id, (existing.starts_at or wanted.start).astimezone(UTC)
+        return created.session_id, wanted.start
+
+    async def _find_unrecorded(self, record: ConferenceRecord, wanted: Wanted | None) -> list[Event]:
+        """Events on the platform carrying this meeting's marker, searched around the
+        booked start and the wanted one.  When the schedule leaves descriptions out,
+        events named as this meeting are read one by one."""
+        starts = [s for s in (record.booked_start, wanted.start if wanted else None) if s]
+        names = {n.strip().casefold() for n in (record.summary, wanted.summary if wanted else "") if n}
+        marker = creation_marker(record.organizer, record.uid)
+        found: dict[int, Event] = {}
+        for low, high in lookup_windows(starts):
+            for event in await self.client.list_events(
+                starts_from=low, starts_to=high, statuses=("ACTIVE",)
+            ):
+                if event.event_id in found or event.event_id == record.event_id:
+                    continue
+                description = event.description
+                if description is None:
+                    if (event.name or "").strip().casefold() not in names:
+                        continue
+                    try:
+                        description = (await self.client.get_event(event.event_id)).description
+                    except NotFoundError:
+                        continue
+                if marker in (description or ""):
+                    found[event.event_id] = event
+        return list(found.values())
+
+    async def _remove_unrecorded(self, record: ConferenceRecord, wanted: Wanted | None = None) -> int:
+        """Delete the marked events whose ids the store never learnt; how many."""
+        removed = 0
+        for event in await self._find_unrecorded(record, wanted):
+            if await self.client.delete_event(event.event_id):
+                removed += 1
+                log.warning("uid=%s organizer=%s: deleted event %s, made by an attempt whose "
+                            "answer was lost", record.uid, record.organizer, event.event_id)
+        return removed
 
     async def _move(self, record: ConferenceRecord, wanted: Wanted) -> ConferenceRecord:
         booked_duration = (
@@ -315,3 +452,5 @@ class ConferenceManager:
             await self.client.delete_session(record.session_id)
         if record.event_id is not None:
             await self.client.delete_event(record.event_id)
+        else:  # a creation cut short may have left an event the store never learnt of
+            await self._remove_unrecorded(record)

@@ -5,7 +5,9 @@
 * Deletes the platform refused: retry them with backoff (durable: the queue is the
   store's ``pending_delete`` rows, so a restart loses nothing).
 * Creations interrupted long ago (a crash between platform calls, a mail the MTA
-  gave up on): delete what was created, so no orphan stays on the platform.
+  gave up on): delete what was created, so no orphan stays on the platform.  A
+  ``creating`` row without event id may still have an event whose answer was lost;
+  it is found by the marker in its description (``ConferenceManager.delete``).
 * Deleted rows older than the retention period: purge them.
 
 ``run_once(now)`` does one pass and is what tests call with an injected clock;

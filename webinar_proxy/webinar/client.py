@@ -1,11 +1,26 @@
 """``WebinarClient``: the relay's only contact with the Webinar (MTS Link) user API v3.
 
 One pooled ``httpx.AsyncClient`` per ``WebinarClient``; every operation is paced by a
-token bucket (the platform allows 2 requests/s), retried with jittered exponential
-backoff on connection errors, timeouts, 5xx, 429 and garbled answers, and bounded
-by a per-call deadline, after which ``TemporaryError`` is raised.  Other 4xx answers
-become ``NotFoundError``/``ConflictError``/``RejectedError``/``UnauthorizedError``
-at once.  Requests are form-encoded with bracket keys; answers are JSON.
+token bucket (the platform allows 2 requests/s) and bounded by a per-call deadline,
+after which ``TemporaryError`` is raised.  Other 4xx answers become
+``NotFoundError``/``ConflictError``/``RejectedError``/``UnauthorizedError`` at once.
+Requests are form-encoded with bracket keys; answers are JSON.
+
+Which calls retry on which failures (jittered exponential backoff, within the deadline):
+
+* Every call retries a 429 (waiting at least ``Retry-After`` or one request interval)
+  and a failure to connect (``ConnectError``, connect or pool timeout): the platform
+  never saw the request.
+* Reads, updates, deletes and registrations (``get_*``, ``list_*``, ``update_*``,
+  ``delete_*``, ``register``, ``invite``, ``remove_registrations``, ``timezones``)
+  also retry read/write timeouts, dropped connections, 5xx and garbled answers: done
+  twice they do no harm (a repeated registration or delete is recognised).
+* ``create_event`` and ``create_session`` do **not** retry once the request may have
+  reached the platform (timeout after connecting, dropped connection, 5xx, garbled
+  2xx): the platform has no idempotency key, so a retry could make a second event.
+  They raise ``TemporaryError`` with ``maybe_done=True`` at once; the caller looks
+  for what the platform may have made (``list_events``, ``get_event``) before
+  creating again.
 
 The token lives only in the request header: it is never part of a URL, an error, a
 log line or this object's ``repr``.  With ``metrics=``, every HTTP attempt is counted
@@ -35,7 +50,7 @@ from webinar_proxy.webinar.errors import (
     UnauthorizedError,
     WebinarError,
 )
-from webinar_proxy.webinar.forms import FORM_CONTENT_TYPE, encode_form
+from webinar_proxy.webinar.forms import FORM_CONTENT_TYPE, encode_form, flatten
 from webinar_proxy.webinar.models import (
     AccessSettings,
     CreatedEvent,
@@ -81,6 +96,11 @@ MOSCOW_TIMEZONE_ID = 1
 INVITE_BATCH = 50
 #: Page sizes the platform accepts for participations and members.
 PAGE_SIZES = (10, 50, 100, 250, 500)
+#: Page sizes of ``GET /organization/events/schedule`` (at most 250).
+SCHEDULE_PAGE_SIZES = (10, 50, 100, 250)
+#: How the schedule's ``from``/``to`` are sent: a wall clock without zone (the
+#: platform's examples), in the client's default zone.
+SCHEDULE_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 
 #: Stable metric names of the API operations, by method and path with ids as ``{id}``.
 OPERATION_NAMES = {
@@ -88,6 +108,7 @@ OPERATION_NAMES = {
     ("POST", "events/{id}/sessions"): "create_session",
     ("GET", "eventsessions/{id}"): "get_session",
     ("GET", "organization/events/{id}"): "get_event",
+    ("GET", "organization/events/schedule"): "list_events",
     ("PUT", "organization/events/{id}"): "update_event",
     ("PUT", "eventsessions/{id}"): "update_session",
     ("DELETE", "eventsessions/{id}"): "delete_session",
@@ -100,6 +121,8 @@ OPERATION_NAMES = {
     ("GET", "timezones"): "timezones",
 }
 _ID_SEGMENT = re.compile(r"(?<![^/])\d+(?![^/])")
+#: Failures that happen before a request is sent: safe to retry for any call.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 def operation_name(method: str, path: str) -> str:
@@ -226,7 +249,8 @@ class WebinarClient:
         """``POST /events``.  ``rule`` (an RRULE) makes a series; ``ends_at`` ends it.
 
         ``owner_id`` defaults to the configured ``default_owner_id`` (if any; the
-        platform then uses the organization's creator).
+        platform then uses the organization's creator).  Not retried once the request
+        may have reached the platform (``TemporaryError`` with ``maybe_done``).
         """
         when = await self.platform_time(start)
         form: dict[str, Any] = {
@@ -250,7 +274,7 @@ class WebinarClient:
                 raise ValueError("created event without link")
             return CreatedEvent(event_id=as_int(data.get("eventId"), "eventId"), link=link)
 
-        return await self._call("POST", "events", form=form, parse=parse)
+        return await self._call("POST", "events", form=form, parse=parse, idempotent=False)
 
     async def create_session(
         self,
@@ -261,7 +285,11 @@ class WebinarClient:
         lang: str | None = None,
         access: AccessSettings | None = None,
     ) -> CreatedSession:
-        """``POST /events/{id}/sessions``: the meeting people join, at ``start``."""
+        """``POST /events/{id}/sessions``: the meeting people join, at ``start``.
+
+        Not retried once the request may have reached the platform (``TemporaryError``
+        with ``maybe_done``); a second session on a single event is a ``ConflictError``.
+        """
         when = await self.platform_time(start)
         form: dict[str, Any] = {
             "name": name,
@@ -278,7 +306,9 @@ class WebinarClient:
                 link=opt_str(data.get("link")),
             )
 
-        return await self._call("POST", f"events/{int(event_id)}/sessions", form=form, parse=parse)
+        return await self._call(
+            "POST", f"events/{int(event_id)}/sessions", form=form, parse=parse, idempotent=False
+        )
 
     async def get_session(self, session_id: int) -> EventSession:
         """``GET /eventsessions/{id}``."""
@@ -287,6 +317,37 @@ class WebinarClient:
     async def get_event(self, event_id: int) -> Event:
         """``GET /organization/events/{id}``, with its sessions."""
         return await self._call("GET", f"organization/events/{int(event_id)}", parse=parse_event)
+
+    async def list_events(
+        self,
+        *,
+        starts_from: datetime,
+        starts_to: datetime,
+        statuses: Iterable[str] | None = None,
+        per_page: int = 250,
+    ) -> tuple[Event, ...]:
+        """Events in a period (``GET /organization/events/schedule``, all pages).
+
+        ``from``/``to`` go out as wall-clock times in the default zone (the platform's
+        examples carry no zone; pad the period if its zone may differ).  ``statuses``
+        (``ACTIVE``, ``START``, ``STOP``) are sent as ``status[i]``; without them the
+        platform lists only ``ACTIVE`` events.  Ids may arrive as strings; the list may
+        leave ``description`` out (then ``Event.description`` is ``None``).
+        """
+        if per_page not in SCHEDULE_PAGE_SIZES:
+            raise ValueError(f"per_page must be one of {SCHEDULE_PAGE_SIZES}")
+        for bound in (starts_from, starts_to):
+            if bound.tzinfo is None or bound.utcoffset() is None:
+                raise ValueError("list_events needs aware datetimes")
+        query: dict[str, Any] = {
+            "from": starts_from.astimezone(self._default_zone).strftime(SCHEDULE_TIME_FORMAT),
+            "to": starts_to.astimezone(self._default_zone).strftime(SCHEDULE_TIME_FORMAT),
+        }
+        if statuses is not None:
+            query["status"] = [str(status) for status in statuses]
+        return await self._all_pages(
+            "organization/events/schedule", query, per_page, parse_event, max_pages=40,
+        )
 
     async def update_event(
         self,
@@ -553,7 +614,7 @@ class WebinarClient:
             raise ValueError(f"per_page must be one of {PAGE_SIZES}")
         items: list[T] = []
         for page in range(1, max_pages + 1):
-            params = {**query, "page": page, "perPage": per_page}
+            params = flatten({**query, "page": page, "perPage": per_page})
             batch = await self._call(
                 "GET", path, params=params,
                 parse=lambda body: [parse_item(item) for item in require_list(body, path)],
@@ -570,9 +631,15 @@ class WebinarClient:
         *,
         parse: Callable[[Any], T],
         form: Mapping[str, Any] | None = None,
-        params: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | list[tuple[str, str]] | None = None,
+        idempotent: bool = True,
     ) -> T:
-        """One operation: paced, retried within the deadline, parsed or mapped to an error."""
+        """One operation: paced, retried within the deadline, parsed or mapped to an error.
+
+        ``idempotent=False`` (creating calls): a failure after the request may have
+        reached the platform is not retried but raised at once as ``TemporaryError``
+        with ``maybe_done``; 429 and failures to connect are still retried.
+        """
         operation = f"{method} /{path}"
         metric_name = operation_name(method, path)
         deadline = self._clock() + self.call_deadline
@@ -606,6 +673,8 @@ class WebinarClient:
                 )
             except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
                 problem = f"{type(exc).__name__}: {self._scrub(str(exc)) or 'no detail'}"
+                if not idempotent and not isinstance(exc, _NOT_SENT):
+                    raise self._maybe_done(operation, problem, None) from None
             except httpx.HTTPError as exc:
                 raise WebinarError(
                     f"{type(exc).__name__}: {self._scrub(str(exc))}", operation=operation
@@ -617,9 +686,13 @@ class WebinarClient:
                         return parse(_decode_json(response))
                     except ValueError as exc:
                         problem = f"unexpected answer ({self._scrub(str(exc))})"
+                        if not idempotent:
+                            raise self._maybe_done(operation, problem, status) from None
                 elif status == 429 or status >= 500:
                     problem = f"HTTP {status} {self._error_message(response)}"
                     retry_after = _retry_after(response) if status == 429 else None
+                    if status >= 500 and not idempotent:
+                        raise self._maybe_done(operation, problem, status)
                 else:
                     raise self._definite_error(operation, response)
             delay = self._backoff.delay(attempt)
@@ -649,6 +722,11 @@ class WebinarClient:
     def _temporary(self, operation: str, message: str, status: int | None) -> TemporaryError:
         log.warning("Webinar API %s: %s", operation, message)
         return TemporaryError(message, operation=operation, status=status)
+
+    def _maybe_done(self, operation: str, problem: str, status: int | None) -> TemporaryError:
+        message = f"{problem}; not retried: the platform may have carried it out"
+        log.warning("Webinar API %s: %s", operation, message)
+        return TemporaryError(message, operation=operation, status=status, maybe_done=True)
 
     def _scrub(self, text: str) -> str:
         # Defence in depth against a platform echoing the token; a very short (test)

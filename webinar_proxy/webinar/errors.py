@@ -39,7 +39,21 @@ class TemporaryError(WebinarError):
     """Retryable: connection failure, timeout, 5xx, 429 or a garbled answer.
 
     Raised once the per-call deadline is spent; the caller should defer the work.
+    ``maybe_done`` is True when a creating call (not retried by the client) failed
+    after its request may have reached the platform: the platform may have carried
+    it out although no answer arrived, so the caller should look before creating again.
     """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        operation: str = "",
+        status: int | None = None,
+        maybe_done: bool = False,
+    ) -> None:
+        self.maybe_done = maybe_done
+        super().__init__(message, operation=operation, status=status)
 
 
 class NotFoundError(WebinarError):

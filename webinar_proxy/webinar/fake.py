@@ -5,15 +5,19 @@ It serves the documented paths under ``/v3`` with the documented form parsing
 error envelope; the platform's behaviour lives in ``fake_platform.FakePlatform``.
 In front of every API call, in this order: fault injection, the optional request
 rate limit (429 with the documented body), then the ``x-auth-token`` check (401
-without a token, 403 with a wrong one).
+without a token, 403 with a wrong one); an ``_after`` fault acts on the answer.
 
 Test/demo-only endpoints, outside ``/v3``:
 
 - ``GET /_fake/state``: every event, session, registration, member and letter;
-- ``POST /_fake/faults`` with JSON ``{"kind": "500"|"429"|"hang"|"drop"|"bad_json",
-  "times": N (default 1; null = until cleared), "path": "/events*" (glob on the path
-  after /v3, optional), "method": "POST" (optional), "retry_after": seconds (optional,
-  429 only: sent as ``Retry-After``)}``; ``DELETE /_fake/faults`` clears;
+- ``POST /_fake/faults`` with JSON ``{"kind": "500"|"429"|"hang"|"drop"|"bad_json"|
+  "500_after"|"drop_after"|"hang_after", "times": N (default 1; null = until cleared),
+  "path": "/events*" (glob on the path after /v3, optional), "method": "POST"
+  (optional), "retry_after": seconds (optional, 429 only: sent as ``Retry-After``)}``;
+  ``DELETE /_fake/faults`` clears.  The first five act *instead of* the platform; the
+  ``_after`` kinds let the platform carry the call out and then lose its answer
+  (answer 500, cut the connection, or hold the answer until the server stops or
+  ``hang_seconds`` pass);
 - ``POST /_fake/members`` with JSON ``{"email", "name", "secondName", "role"}``.
 
 From Python: ``async with running_fake_webinar(token="t") as fake:`` then
@@ -50,8 +54,14 @@ from webinar_proxy.webinar.forms import FormError, decode_form
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/v3"
-FaultKind = Literal["500", "429", "hang", "drop", "bad_json"]
-FAULT_KINDS: tuple[str, ...] = ("500", "429", "hang", "drop", "bad_json")
+FaultKind = Literal[
+    "500", "429", "hang", "drop", "bad_json", "500_after", "drop_after", "hang_after"
+]
+FAULT_KINDS: tuple[str, ...] = (
+    "500", "429", "hang", "drop", "bad_json", "500_after", "drop_after", "hang_after"
+)
+#: Kinds applied after the platform has carried the call out (its answer is lost).
+AFTER_KINDS = frozenset({"500_after", "drop_after", "hang_after"})
 TOKEN_NOT_FOUND = {"error": {"message": "A Token was not found in the TokenStorage."}}
 
 #: Where the middleware leaves the decoded form for the operation handlers.
@@ -65,6 +75,7 @@ class Fault:
     ``times`` is how many calls are still affected (``None``: until cleared);
     ``path`` a glob on the path after ``/v3`` (``/eventsessions/*/register``);
     ``retry_after`` (429 only) is sent as the ``Retry-After`` header, in seconds.
+    Kinds ending in ``_after`` let the call through to the platform first.
     """
 
     kind: FaultKind
@@ -84,7 +95,8 @@ class RecordedRequest:
     """One API call as the fake received it.
 
     ``form`` is the decoded body plus query string; it stays empty for calls answered
-    by a fault, the rate limit or the token check, which never reach the platform.
+    by a fault (other than an ``_after`` one), the rate limit or the token check,
+    which never reach the platform.
     """
 
     method: str
@@ -187,6 +199,9 @@ class FakeWebinarServer:
         api = API_PREFIX
         p = self.platform
         app.router.add_post(f"{api}/events", self._form(lambda r, f: p.create_event(f)))
+        # before {event_id}, which would match "schedule" too
+        app.router.add_get(f"{api}/organization/events/schedule",
+                           self._form(lambda r, f: p.list_schedule(f)))
         app.router.add_post(f"{api}/events/{{event_id}}/sessions",
                             self._form(lambda r, f: p.create_session(_id(r, "event_id"), f)))
         app.router.add_get(f"{api}/organization/events/{{event_id}}",
@@ -267,8 +282,19 @@ class FakeWebinarServer:
         path: str,
     ) -> web.StreamResponse:
         fault = self._take_fault(request.method, path)
-        if fault is not None:
+        if fault is not None and fault.kind not in AFTER_KINDS:
             return await self._apply_fault(request, fault)
+        response = await self._serve(request, handler, record)
+        if fault is not None:
+            return await self._apply_after_fault(request, fault, response)
+        return response
+
+    async def _serve(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+        record: RecordedRequest,
+    ) -> web.StreamResponse:
         if self.rate_limit > 0 and not self._admit():
             return web.json_response(rate_limit_body(self.rate_limit), status=429)
         supplied = request.headers.get("x-auth-token", "").strip()
@@ -333,6 +359,23 @@ class FakeWebinarServer:
             )
         # "drop": cut the connection without any answer.  aiohttp then fails to
         # write the placeholder response below and treats that as a client hang-up.
+        if request.transport is not None:
+            request.transport.abort()
+        return web.Response(status=502)
+
+    async def _apply_after_fault(
+        self, request: web.Request, fault: Fault, response: web.StreamResponse
+    ) -> web.StreamResponse:
+        """The platform has carried the call out (``response``); now its answer is lost."""
+        if fault.kind == "500_after":
+            return web.json_response(
+                {"error": {"code": 500, "message": "Internal Server Error"}}, status=500
+            )
+        if fault.kind == "hang_after":
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), self._hang_seconds)
+            return response
+        # "drop_after": as "drop", once the work is done.
         if request.transport is not None:
             request.transport.abort()
         return web.Response(status=502)

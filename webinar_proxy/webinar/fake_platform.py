@@ -12,7 +12,13 @@ Choices where the documentation is unsure (reference §8), kept in one place:
 - deleting the only session of a non-series event deletes the event too, so a
   later event delete answers 404 (as one client library reports);
 - ``invite`` answers 200;
-- zone ids other than 1 (Europe/Moscow) and 95 (Pacific/Samoa) are invented.
+- zone ids other than 1 (Europe/Moscow) and 95 (Pacific/Samoa) are invented;
+- the schedule (``GET /organization/events/schedule``) reads ``from``/``to``
+  (``2020-12-01T12:45:35`` or ``2021-07-01``) as wall-clock times in the account's
+  zone, Europe/Moscow; it lists an event when its start or one of its sessions'
+  starts falls in ``[from, to]``; ``name`` matches part of the title (case
+  ignored); without ``status[]`` only ACTIVE events are listed; its items have the captured shape: numbers as
+  strings, ``timezoneName``, no ``description``.
 """
 
 from __future__ import annotations
@@ -30,6 +36,10 @@ DuplicateMode = Literal["existing", "conflict"]
 DEFAULT_LINK_BASE = "https://events.webinar.ru"
 ORGANIZATION_ID = 9001
 PAGE_SIZES = frozenset({10, 50, 100, 250, 500})
+SCHEDULE_PAGE_SIZES = frozenset({10, 50, 100, 250})
+STATUSES = ("ACTIVE", "START", "STOP")
+#: The account's zone, in which the schedule reads ``from`` and ``to``.
+ACCOUNT_ZONE = "Europe/Moscow"
 INVITE_LIMIT = 50
 ROLES = ("ADMIN", "LECTURER", "GUEST")
 EVENT_TYPES = ("webinar", "meeting", "training")
@@ -594,10 +604,11 @@ class FakePlatform:
         return 200, answer
 
     @staticmethod
-    def _page(query: Mapping[str, Any], items: list[Any], default_size: int) -> list[Any]:
+    def _page(query: Mapping[str, Any], items: list[Any], default_size: int,
+              sizes: frozenset[int] = PAGE_SIZES) -> list[Any]:
         per_page = _int(query.get("perPage", default_size), "perPage")
         page = _int(query.get("page", 1), "page")
-        if per_page not in PAGE_SIZES:
+        if per_page not in sizes:
             raise bad_request(perPage="ERROR_INVALID")
         if page < 1:
             raise bad_request(page="ERROR_INVALID")
@@ -629,6 +640,74 @@ class FakePlatform:
             if self.participations.pop(participation_id, None) is not None:
                 count += 1
         return 200, {"count": count}
+
+    # ---- the schedule -------------------------------------------------------------
+
+    def _period_bound(self, query: Mapping[str, Any], key: str) -> datetime | None:
+        text = (_text(query.get(key)) or "").strip()
+        if not text:
+            return None
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            raise bad_request(**{key: "ERROR_INVALID"}) from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=ZoneInfo(ACCOUNT_ZONE))
+        return parsed
+
+    def list_schedule(self, query: Mapping[str, Any]) -> tuple[int, Any]:
+        """``GET /organization/events/schedule``: events in a period, paged (≤ 250)."""
+        start = self._period_bound(query, "from") or self._now()
+        end = self._period_bound(query, "to")
+        wanted = query.get("status")
+        if wanted is None:
+            statuses = {"ACTIVE"}
+        else:
+            items = wanted if isinstance(wanted, list) else [wanted]
+            statuses = {(_text(item) or "").upper() for item in items}
+            if not statuses <= set(STATUSES):
+                raise bad_request(status="ERROR_INVALID")
+        name = _text(query.get("name"))
+
+        def in_period(when: datetime) -> bool:
+            return when >= start and (end is None or when <= end)
+
+        listed = [
+            event for event in self.events.values()
+            if event.status in statuses
+            and (name is None or name.casefold() in event.name.casefold())
+            and (in_period(event.starts_at)
+                 or any(in_period(s.starts_at) for s in self._sessions_of(event.id)))
+        ]
+        listed.sort(key=lambda e: (e.starts_at, e.id))
+        page = self._page(query, listed, 10, SCHEDULE_PAGE_SIZES)
+        return 200, [self.schedule_json(event) for event in page]
+
+    def schedule_json(self, event: FakeEvent) -> dict[str, Any]:
+        """One item of the schedule, in the captured shape (numbers as strings)."""
+        zone = self.timezones[event.timezone_id][0]
+        common = {
+            "status": event.status, "access": "1", "isArchive": "0",
+            "createUserId": str(event.owner_id), "type": event.type, "timezoneName": zone,
+            "tags": [], "files": [], "lectors": [],
+        }
+        return {
+            "id": str(event.id), "name": event.name,
+            "startsAt": format_platform_time(event.starts_at),
+            "estimatedAt": format_platform_time(event.starts_at),
+            **common, "rule": event.rule,
+            "image": f"{self.link_base}/images/event-default.png",
+            "eventSessions": [
+                {
+                    "id": str(s.id), "eventId": str(event.id), "name": s.name,
+                    "startsAt": format_platform_time(s.starts_at),
+                    "estimatedAt": format_platform_time(s.starts_at),
+                    **common, "status": s.status, "timezoneName": self.timezones[s.timezone_id][0],
+                    "participationsCount": len(self._participations_of(s.id)),
+                }
+                for s in sorted(self._sessions_of(event.id), key=lambda s: s.id)
+            ],
+        }
 
     # ---- organization and reference data ----------------------------------------
 

@@ -149,6 +149,9 @@ class Event:
     owner_id: int | None
     sessions: tuple[EventSession, ...]
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: Plain text; ``None`` when the answer had no ``description`` (the schedule list
+    #: may leave it out), ``""`` when the event has none.
+    description: str | None = None
 
 
 @dataclass(frozen=True)
@@ -267,6 +270,7 @@ def parse_event(body: Any) -> Event:
         owner_id=opt_int(data.get("createUserId")),
         sessions=tuple(parse_session(item) for item in require_list(sessions, "eventSessions")),
         raw=dict(data),
+        description=opt_str(data.get("description")),
     )
 
 
