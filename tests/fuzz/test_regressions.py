@@ -126,3 +126,15 @@ def test_body_part_with_a_malformed_header_line_is_left_alone() -> None:
     assert check(raw) == "rewritten"
     once = rewrite(raw, "fuzz-1@example.com", LINK, OPTIONS)
     assert b"WW91IGFyZSBpbnZpdGVkLg==\r\n--b" in once
+
+
+@pytest.mark.parametrize("value", ["20240105T100000Z/PT1H", "20240105T100000Z/20240105T110000Z"])
+def test_dtstart_with_a_period_value(value: str) -> None:
+    """icalendar reads ``DTSTART:<start>/<duration>`` as a PERIOD (a tuple); the reader
+    took it for a date and classify hit its internal-error catch-all."""
+    ics = _event().replace("DTSTART:20240105T100000Z", f"DTSTART:{value}")
+    raw = _mail(ics)
+    result = classify(raw, MAIL_FROM, OPTIONS, NOW)
+    assert not result.reason.startswith("internal error"), result.reason
+    assert "unreadable DTSTART" in result.warnings
+    check(raw)

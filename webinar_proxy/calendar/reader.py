@@ -408,9 +408,11 @@ def _dt_value(event: icalendar.Event, name: str) -> date | datetime | None:
     if prop is None:
         return None
     try:
-        return prop.dt
+        value = prop.dt
     except Exception:
         return None
+    # A PERIOD (``start/PT1H``) or a duration is no instant.
+    return value if isinstance(value, date) else None
 
 
 def to_aware(value: date | datetime, zone: tzinfo) -> datetime:
