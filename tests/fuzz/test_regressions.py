@@ -138,3 +138,19 @@ def test_dtstart_with_a_period_value(value: str) -> None:
     assert not result.reason.startswith("internal error"), result.reason
     assert "unreadable DTSTART" in result.warnings
     check(raw)
+
+
+def test_cr_only_header_block_gets_its_encoding_line_replaced() -> None:
+    """With CR-only line endings the rewrite did not find the part's
+    Content-Transfer-Encoding line and added a second one after it; the parser read
+    the first (7bit) and the quoted-printable calendar no longer parsed."""
+    ics = _event("SUMMARY:Встреча")  # non-ASCII: a 7bit part must become quoted-printable
+    raw = (
+        "From: Organizer <organizer@example.com>\rTo: a@example.net\rSubject: fuzz\r"
+        'MIME-Version: 1.0\rContent-Type: multipart/mixed; boundary="b"\r\r'
+        "--b\rContent-Type: text/calendar; charset=utf-8; method=REQUEST\r"
+        "Content-Transfer-Encoding: 7bit\r\r" + ics.replace("\r\n", "\r") + "\r--b--\r"
+    ).encode()
+    assert check(raw) == "rewritten"
+    once = rewrite(raw, "fuzz-1@example.com", LINK, OPTIONS)
+    assert once.lower().count(b"content-transfer-encoding") == 1

@@ -194,7 +194,8 @@ def _encode_quoted_printable(data: bytes, eol: bytes, trailing_eol: bool) -> byt
     return encoded
 
 
-_HEADER_LINE = r"(?im)^{name}[ \t]*:[^\r\n]*(?:(?:\r\n|\n|\r)[ \t][^\r\n]*)*"
+# "^" with MULTILINE ignores CR-only line ends, which some mail has in its headers too.
+_HEADER_LINE = r"(?i)(?:^|(?<=[\r\n])){name}[ \t]*:[^\r\n]*(?:(?:\r\n|\n|\r)[ \t][^\r\n]*)*"
 
 
 def _set_header(header_block: bytes, name: str, value: str, eol: bytes) -> bytes:
