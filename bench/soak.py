@@ -449,6 +449,8 @@ def summarise(args, seconds, result, sink_report, rss_idle, rss_end, rss_hwm) ->
             "max": max((kib for _, kib in samples), default=None),
             "peak_vmhwm": rss_hwm,
             "samples": len(samples),
+            # Twelve samples spread over the run: (seconds into the run, KiB).
+            "series": [samples[round(i * (len(samples) - 1) / 11)] for i in range(12)] if samples else [],
         },
         "sink": {
             "lost": lost, "duplicated": duplicated, "tempfailed_but_delivered": leaked,
