@@ -154,3 +154,14 @@ def test_cr_only_header_block_gets_its_encoding_line_replaced() -> None:
     assert check(raw) == "rewritten"
     once = rewrite(raw, "fuzz-1@example.com", LINK, OPTIONS)
     assert once.lower().count(b"content-transfer-encoding") == 1
+
+
+@pytest.mark.parametrize("damage", [b"\x00", b"\x00\xd8A\x00"], ids=["odd-length", "lone-surrogate"])
+def test_utf16_calendar_that_does_not_decode(damage: bytes) -> None:
+    """The UTF-16 guess was taken without trying it: a truncated or damaged UTF-16
+    calendar raised UnicodeDecodeError inside classify."""
+    ics = _event().encode("utf-16-le")
+    for raw in (ics + damage, _mail("").replace(b"\r\n--b--", b"").rstrip(b"\r\n") + b"\r\n" + ics + damage):
+        result = classify(raw, MAIL_FROM, OPTIONS, NOW)
+        assert not result.reason.startswith("internal error"), result.reason
+        check(raw)

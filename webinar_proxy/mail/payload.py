@@ -101,7 +101,11 @@ def choose_codec(data: bytes, declared: str | None) -> str:
     """
     utf16 = _looks_utf16(data)
     if utf16:
-        return utf16
+        try:
+            data.decode(utf16)
+            return utf16
+        except UnicodeDecodeError:
+            pass  # odd length or a broken surrogate: not (readable) UTF-16 after all
     if data.startswith(b"\xef\xbb\xbf"):
         return "utf-8-sig"
     for codec in (_codec_for(declared), "utf-8"):
