@@ -165,3 +165,17 @@ def test_utf16_calendar_that_does_not_decode(damage: bytes) -> None:
         result = classify(raw, MAIL_FROM, OPTIONS, NOW)
         assert not result.reason.startswith("internal error"), result.reason
         check(raw)
+
+
+def test_calendar_part_with_a_malformed_header_line_gets_a_readable_encoding_line() -> None:
+    """The calendar-part form of the malformed-header finding: the 7bit calendar needs
+    quoted-printable, and the changed Content-Transfer-Encoding line sat after the
+    line where the parser stops, so a second rewrite encoded the calendar again."""
+    raw = (
+        "From: Organizer <organizer@example.com>\r\nTo: a@example.net\r\nSubject: fuzz\r\n"
+        'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        "--b\r\nContent-Type: text/calendar; method=REQUEST; charset=utf-8\r\n"
+        "Content-Di position: inline\r\nContent-Transfer-Encoding: 7bit\r\n\r\n"
+        + _event("SUMMARY:Встреча") + "\r\n--b--\r\n"
+    ).encode()
+    assert check(raw) == "rewritten"

@@ -285,7 +285,11 @@ def encode_part_text(
         header = raw[entity.start : header_end]
         if charset_change:
             header = _set_charset(header, charset_change, eol)
-        if transfer_change:
+        if transfer_change and not entity.headers_complete:
+            # The parser stops at a malformed header line and would not see a line
+            # changed after it: put the new one first, where it is read.
+            header = b"Content-Transfer-Encoding: " + transfer_change.encode() + eol + header
+        elif transfer_change:
             header = _set_header(header, "Content-Transfer-Encoding", transfer_change, eol)
         splices.append(Splice(entity.start, header_end, header))
     return splices
