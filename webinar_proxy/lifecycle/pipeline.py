@@ -176,7 +176,14 @@ class InvitationPipeline:
         return message.content
 
     async def _rewrite(self, content: bytes, uid: str, link: str) -> bytes:
-        return await self._off_loop(content, engine.rewrite, content, uid, link, self.options)
+        try:
+            return await self._off_loop(content, engine.rewrite, content, uid, link, self.options)
+        except engine.EngineError as exc:
+            # The mail cannot carry the link (a damaged structure the reader accepted):
+            # retrying the same bytes would fail the same way for days, so it goes as it
+            # is; the organizer's notice still carries the link.
+            log.error("uid=%s: join link not written into the mail: %s", uid, exc)
+            return content
 
     async def _off_loop(self, content: bytes, function, *args):  # type: ignore[no-untyped-def]
         if len(content) > OFF_LOOP_BYTES:
