@@ -5,23 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tests.support.invites import invitation
 from tests.support.product import TOKEN, calendar_text
-from tests.support.relay import relay_process
+from tests.support.relay import free_port, relay_process
 from tests.support.smtp import WireClient, dot_stuff, running_next_hop
 from webinar_proxy.webinar.fake import running_fake_webinar
 
 START = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _config(path: Path, language: str, port: int, hop: int, api_url: str, state: Path) -> None:
@@ -44,7 +39,7 @@ async def _wait_for_line(process, text: str) -> str:
 
 async def test_sighup_switches_the_join_block_language_and_keeps_the_client_connected(tmp_path: Path):
     config = tmp_path / "relay.toml"
-    port = _free_port()
+    port = free_port()
     async with running_fake_webinar(token=TOKEN) as fake, running_next_hop() as hop:
         _config(config, "ru", port, hop.port, fake.api_url, tmp_path / "state.db")
         with relay_process({"WEBINAR_PROXY_CONFIG": str(config)}) as process:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.systemd import free_port, notify_socket, serve_process
+from tests.support.relay import free_port
+from tests.support.systemd import notify_socket, serve_process
 from webinar_proxy import sdnotify
 
 

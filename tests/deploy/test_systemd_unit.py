@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.systemd import REPO, free_port
+from tests.support.relay import free_port
+from tests.support.systemd import REPO
 from webinar_proxy.settings import TOKEN_CREDENTIAL, SmtpSettings, StoreSettings
 
 UNIT = REPO / "systemd" / "webinar-proxy.service"

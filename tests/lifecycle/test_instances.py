@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from tests.support.invites import invitation
 from tests.support.product import TOKEN, calendar_text, running_product
-from tests.support.relay import relay_process
+from tests.support.relay import free_port, relay_process
 from tests.support.smtp import WireClient, dot_stuff, running_next_hop
 from webinar_proxy.webinar.fake import running_fake_webinar
 
@@ -19,10 +18,6 @@ pytestmark = pytest.mark.postgres
 START = datetime.now(UTC).replace(microsecond=0) + timedelta(days=7)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 async def _send(port: int, message: bytes) -> int:
@@ -39,7 +34,7 @@ async def _send(port: int, message: bytes) -> int:
 async def test_two_relay_processes_racing_on_one_invitation_make_one_conference(pg_url):
     invite = invitation(start=START, end=START + timedelta(hours=1), uid="race@example.org")
     async with running_fake_webinar(token=TOKEN) as fake, running_next_hop() as hop:
-        ports = [_free_port(), _free_port()]
+        ports = [free_port(), free_port()]
         envs = [{
             "WEBINAR_PROXY_SMTP__LISTEN": f"127.0.0.1:{port}",
             "WEBINAR_PROXY_SMTP__NEXT_HOP": f"127.0.0.1:{hop.port}",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from tests.support.relay import relay_process
+from tests.support.relay import free_port, relay_process
 from tests.support.smtp import NextHopBehaviour, WireClient, dot_stuff, running_next_hop
 
 MESSAGE = b"From: <o@example.org>\r\nSubject: s\r\n\r\nbody\r\n"
@@ -21,12 +21,6 @@ def _env(next_hop_port: int, listen_port: int, grace: float) -> dict[str, str]:
     }
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 async def _start_transaction(port: int) -> WireClient:
@@ -43,7 +37,7 @@ async def _start_transaction(port: int) -> WireClient:
 async def test_sigterm_waits_for_the_transaction_in_flight_to_finish():
     hold = asyncio.Event()
     async with running_next_hop(NextHopBehaviour(hold_data_reply=hold)) as hop:
-        port = _free_port()
+        port = free_port()
         with relay_process(_env(hop.port, port, grace=30)) as process:
             client = await _start_transaction(port)
             await hop.handler.data_started.wait()
@@ -60,7 +54,7 @@ async def test_sigterm_waits_for_the_transaction_in_flight_to_finish():
 async def test_sigterm_past_the_grace_period_never_answers_250():
     hold = asyncio.Event()
     async with running_next_hop(NextHopBehaviour(hold_data_reply=hold)) as hop:
-        port = _free_port()
+        port = free_port()
         with relay_process(_env(hop.port, port, grace=0.5)) as process:
             client = await _start_transaction(port)
             await hop.handler.data_started.wait()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -76,3 +77,10 @@ def relay_process(
         process.wait(timeout=10)
         if process.stdout:
             process.stdout.close()
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now (for a child process to bind)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -90,7 +90,3 @@ def serve_process(env: dict[str, str], log_path: Path, args: list[str] | None = 
         process.wait(timeout=10)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
