@@ -13,6 +13,7 @@ import asyncio
 import builtins
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
@@ -180,8 +181,23 @@ class SqliteStore:
         )
         self._connection = connection
         connection.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
-        connection.execute("PRAGMA journal_mode = WAL")
+        self._db_enable_wal(connection)
         self._db_migrate(connection)
+
+    def _db_enable_wal(self, connection: sqlite3.Connection) -> None:
+        # Switching a fresh file to WAL needs an exclusive lock, and SQLite answers
+        # "database is locked" at once, without its busy handler, while another
+        # connection (a second relay opening the same file) holds one.  Wait it out here,
+        # within the same busy timeout.
+        deadline = time.monotonic() + self._busy_timeout
+        while True:
+            try:
+                connection.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
 
     @staticmethod
     def _db_migrate(connection: sqlite3.Connection) -> None:
