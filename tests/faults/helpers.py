@@ -19,6 +19,7 @@ from pathlib import Path
 
 from tests.support.invites import invitation
 from tests.support.smtp import Delivered, WireClient, dot_stuff
+from webinar_proxy.store import ConferenceRecord, open_store
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "fault-token-3b9e21c4"
@@ -160,3 +161,16 @@ def requested(fake: object, method: str, pattern: str) -> bool:
     """Whether the fake has received a ``method`` call whose path matches ``pattern``."""
     return any(r.method == method and re.fullmatch(pattern, r.path)
                for r in list(fake.requests))  # type: ignore[attr-defined]
+
+
+async def stored(url: str, uid: str) -> ConferenceRecord | None:
+    store = await open_store(url)
+    try:
+        return await store.get(BOSS, uid)
+    finally:
+        await store.close()
+
+
+def live(fake) -> tuple[list[int], list[int]]:  # type: ignore[no-untyped-def]
+    state = fake.state()
+    return [e["eventId"] for e in state["events"]], [s["eventSessionId"] for s in state["sessions"]]

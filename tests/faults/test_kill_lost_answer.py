@@ -13,26 +13,13 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from tests.faults.helpers import BOSS, TOKEN, invitations, meeting, relay_env, serve, wait_until
+from tests.faults.helpers import BOSS, TOKEN, invitations, live, meeting, relay_env, serve, stored, wait_until
 from tests.support.smtp import running_next_hop
 from webinar_proxy.lifecycle.conferences import creation_marker
 from webinar_proxy.settings import SchedulerSettings, Settings, StoreSettings, WebinarSettings
-from webinar_proxy.store import ConferenceRecord, ConferenceState, open_store
+from webinar_proxy.store import ConferenceState
 from webinar_proxy.webinar.fake import running_fake_webinar
 from webinar_proxy.wiring import open_services
-
-
-async def stored(url: str, uid: str) -> ConferenceRecord | None:
-    store = await open_store(url)
-    try:
-        return await store.get(BOSS, uid)
-    finally:
-        await store.close()
-
-
-def live(fake) -> tuple[list[int], list[int]]:  # type: ignore[no-untyped-def]
-    state = fake.state()
-    return [e["eventId"] for e in state["events"]], [s["eventSessionId"] for s in state["sessions"]]
 
 
 async def _kill_while_the_answer_is_pending(fake, env, invite: bytes) -> int:  # type: ignore[no-untyped-def]
