@@ -10,7 +10,7 @@ import pytest
 from tests.support.invites import invitation
 from tests.support.product import TOKEN, calendar_text, running_product
 from tests.support.relay import free_port, relay_process
-from tests.support.smtp import WireClient, dot_stuff, running_next_hop
+from tests.support.smtp import running_next_hop, send_one
 from webinar_proxy.webinar.fake import running_fake_webinar
 
 pytestmark = pytest.mark.postgres
@@ -18,17 +18,6 @@ pytestmark = pytest.mark.postgres
 START = datetime.now(UTC).replace(microsecond=0) + timedelta(days=7)
 
 
-
-
-async def _send(port: int, message: bytes) -> int:
-    client = await WireClient.connect("127.0.0.1", port)
-    try:
-        await client.reply()
-        await client.command("EHLO client.test")
-        code, _ = await client.transaction("boss@example.org", ["ann@example.net"], dot_stuff(message))
-        return code
-    finally:
-        await client.close()
 
 
 async def test_two_relay_processes_racing_on_one_invitation_make_one_conference(pg_url):
@@ -45,7 +34,7 @@ async def test_two_relay_processes_racing_on_one_invitation_make_one_conference(
             "WEBINAR_PROXY_POLICY__NOTIFY_ORGANIZER": "false",
         } for port in ports]
         with relay_process(envs[0]), relay_process(envs[1]):
-            codes = await asyncio.gather(*(_send(port, invite) for port in ports * 2))
+            codes = await asyncio.gather(*(send_one(port, invite) for port in ports * 2))
         state = fake.state()
     assert codes == [250, 250, 250, 250]
     assert len(state["events"]) == 1 and len(state["sessions"]) == 1

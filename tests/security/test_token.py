@@ -21,7 +21,7 @@ import pytest
 from tests.security.serve import base_env, running_serve
 from tests.support.invites import invitation
 from tests.support.relay import REPO
-from tests.support.smtp import WireClient, dot_stuff, running_next_hop
+from tests.support.smtp import running_next_hop, send_one
 from webinar_proxy.webinar.fake import running_fake_webinar
 
 TOKEN = "tok-SECRET-7f3e9b21c4d8a6e0"
@@ -31,17 +31,6 @@ START = datetime.now(UTC).replace(microsecond=0) + timedelta(days=7)
 
 def _invite(n: int) -> bytes:
     return invitation(uid=f"token-{n}@example.org", start=START, end=START + timedelta(hours=1))
-
-
-async def _send(port: int, message: bytes) -> int:
-    client = await WireClient.connect("127.0.0.1", port)
-    try:
-        await client.reply()
-        await client.command("EHLO client.test")
-        code, _ = await client.transaction("boss@example.org", ["ann@example.net"], dot_stuff(message))
-        return code
-    finally:
-        await client.close()
 
 
 async def _run(*args: str, env: dict[str, str]) -> tuple[int, str]:
@@ -83,14 +72,14 @@ async def test_the_token_is_in_no_output_of_ours(tmp_path: Path):
     async with running_fake_webinar(token=TOKEN) as fake, running_next_hop() as hop:
         env = _env(fake.api_url, hop.port, state, TOKEN)
         async with running_serve(env) as serve, httpx.AsyncClient(trust_env=False, timeout=10) as http:
-            assert await _send(serve.smtp_port, _invite(1)) == 250  # a conference is made
+            assert await send_one(serve.smtp_port, _invite(1)) == 250  # a conference is made
             faults = f"{fake.root_url}/_fake/faults"
             for kind in ("500", "bad_json", "drop"):
                 response = await http.post(faults, json={"kind": kind, "times": None, "method": "POST"})
                 assert response.status_code < 300, response.text
-                assert await _send(serve.smtp_port, _invite(2)) == 451
+                assert await send_one(serve.smtp_port, _invite(2)) == 451
                 assert (await http.delete(faults)).status_code < 300
-            assert await _send(serve.smtp_port, _invite(2)) == 250  # after the storm
+            assert await send_one(serve.smtp_port, _invite(2)) == 250  # after the storm
             assert serve.metrics_port is not None
             for page in ("metrics", "healthz"):
                 response = await http.get(f"http://127.0.0.1:{serve.metrics_port}/{page}")
@@ -101,7 +90,7 @@ async def test_the_token_is_in_no_output_of_ours(tmp_path: Path):
 
         wrong = _env(fake.api_url, hop.port, tmp_path / "wrong.db", WRONG_TOKEN)
         async with running_serve(wrong) as serve:
-            assert await _send(serve.smtp_port, _invite(3)) == 451  # 401/403 from the platform
+            assert await send_one(serve.smtp_port, _invite(3)) == 451  # 401/403 from the platform
         outputs["serve log (wrong token, 401)"] = serve.output
         assert "HTTP 403" in serve.output or "HTTP 401" in serve.output, serve.output
 

@@ -213,3 +213,18 @@ def dot_stuff(message: bytes) -> bytes:
         lines.pop()
     stuffed = [b"." + line if line.startswith(b".") else line for line in lines]
     return b"".join(line + b"\r\n" for line in stuffed) + b".\r\n"
+
+
+async def send_one(
+    port: int, message: bytes, mail_from: str = "boss@example.org",
+    rcpts: tuple[str, ...] = ("ann@example.net",), host: str = "127.0.0.1",
+) -> int:
+    """One whole session (banner, EHLO, one transaction) with ``message``; the final code."""
+    client = await WireClient.connect(host, port)
+    try:
+        await client.reply()
+        await client.command("EHLO client.test")
+        code, _ = await client.transaction(mail_from, list(rcpts), dot_stuff(message))
+        return code
+    finally:
+        await client.close()
