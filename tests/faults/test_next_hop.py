@@ -16,7 +16,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.helpers import ANN, BOSS, PLAIN, TOKEN, invitations, meeting, relay_env, send, serve
+from tests.faults.helpers import (
+    ANN,
+    BOSS,
+    PLAIN,
+    TOKEN,
+    invitations,
+    meeting,
+    relay_env,
+    send,
+    serve,
+    wait_until,
+)
 from tests.support.smtp import NextHopBehaviour, WireClient, dot_stuff, running_next_hop
 from webinar_proxy.webinar.fake import running_fake_webinar
 
@@ -129,7 +140,8 @@ async def test_next_hop_stalling_past_the_deadline_gives_451_and_one_delivery_on
                 for message in (PLAIN, invite):
                     code = await transaction(client, message)
                     assert code == 451  # 4.4.7 after smtp.deadline_seconds
-                    assert "deadline" in relay.log()
+                    # the relay's output is collected by a reader thread: wait for the line
+                    await wait_until(lambda: "deadline" in relay.log(), "the deadline in the log")
                 assert hop.handler.delivered == []
                 behaviour.hold_data_reply = None
                 hold.set()  # the stalled replies come now, to connections already closed

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.helpers import PLAIN, TOKEN, Relay, invitations, meeting, relay_env, send, serve
+from tests.faults.helpers import PLAIN, TOKEN, Relay, invitations, meeting, relay_env, send, serve, wait_until
 from tests.support.smtp import running_next_hop
 from webinar_proxy.webinar.fake import running_fake_webinar
 
@@ -77,7 +77,7 @@ async def test_sqlite_locked_by_another_process_gives_451_then_full_service(tmp_
                         store__busy_timeout_seconds="0.3")
         with serve(env) as relay:
             await outage_then_recovery(relay, fake, hop, "locked@example.org", locked)
-            assert "database is locked" in relay.log()
+            await wait_until(lambda: "database is locked" in relay.log(), "the lock in the log")
 
 
 def check_immutable_works(files: list[str]) -> None:
@@ -112,7 +112,8 @@ async def test_sqlite_on_a_read_only_disk_gives_451_then_full_service(tmp_path: 
         with serve(env) as relay:
             check_immutable_works(files)
             await outage_then_recovery(relay, fake, hop, "read-only@example.org", read_only)
-            assert "disk I/O error" in relay.log() or "readonly" in relay.log()
+            await wait_until(lambda: "disk I/O error" in relay.log() or "readonly" in relay.log(),
+                             "the write error in the log")
 
 
 # ---- a private PostgreSQL cluster (never the machine's shared one) --------------------
