@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.invites import invitation
 from tests.support.product import Product, calendar_text, running_product
+from webinar_proxy import engine
+from webinar_proxy.engine import EngineOptions
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "servers"
 T0 = datetime(2031, 2, 3, 8, 0, tzinfo=UTC)
@@ -64,10 +67,18 @@ def links_delivered(product: Product) -> set[bytes]:
 SABRE_POLICY = {"organizer_domains": ["corp.example"], "trusted_senders": [SABRE_SENDER]}
 
 
-async def test_sabre_meeting_lifecycle(tmp_path):
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The whole lifecycle on each store: the CANCEL bookkeeping is kept there."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/state.db"
+    return request.getfixturevalue("pg_url")
+
+
+async def test_sabre_meeting_lifecycle(tmp_path, store_url):
     steps = lifecycle("sabre")
     organizer = "paul@corp.example"
-    async with running_product(tmp_path, T0, policy=SABRE_POLICY) as product:
+    async with running_product(tmp_path, T0, policy=SABRE_POLICY, store_url=store_url) as product:
         await deliver(product, steps["create"])  # alice, bob and the room; not dave, not ivan
         [event] = product.state()["events"]
         # everyone invited is registered, also those the server never mails
@@ -128,6 +139,24 @@ async def test_sabre_without_trusted_sender_changes_nothing_and_says_why_once(tm
     assert "From: noreply@cal.corp.example" in hints[0]
 
 
+async def test_a_trusted_sender_counts_with_the_strict_organizer_check(tmp_path):
+    steps = lifecycle("sabre")
+    policy = {**SABRE_POLICY, "organizer_check": "envelope"}
+    async with running_product(tmp_path, T0, policy=policy) as product:
+        await deliver(product, steps["create"][:1])
+        assert len(product.state()["events"]) == 1
+
+
+async def test_an_attendee_passing_an_invitation_on_is_no_reason_for_a_hint(tmp_path, caplog):
+    invite = invitation(start=datetime(2031, 3, 1, 9, tzinfo=UTC), end=datetime(2031, 3, 1, 10, tzinfo=UTC),
+                        from_address="ann@example.net", attendees=("ann@example.net",))
+    caplog.set_level(logging.WARNING, logger="webinar_proxy.lifecycle")
+    async with running_product(tmp_path, T0) as product:
+        assert (await product.send(invite, "ann@example.net", ["zed@example.com"]))[0] == 250
+        assert product.state()["events"] == []
+    assert not [r for r in caplog.records if "trusted_senders" in r.getMessage()]
+
+
 async def test_a_trusted_sender_does_not_speak_for_an_organizer_not_served(tmp_path):
     steps = lifecycle("sabre")
     policy = {"organizer_domains": ["other.example"], "trusted_senders": [SABRE_SENDER]}
@@ -136,10 +165,11 @@ async def test_a_trusted_sender_does_not_speak_for_an_organizer_not_served(tmp_p
         assert product.state()["events"] == []
 
 
-async def test_sogo_meeting_lifecycle(tmp_path):
+async def test_sogo_meeting_lifecycle(tmp_path, store_url):
     steps = lifecycle("sogo")
     organizer = "marta@corp.example"
-    async with running_product(tmp_path, T0, policy={"organizer_domains": ["corp.example"]}) as product:
+    async with running_product(tmp_path, T0, policy={"organizer_domains": ["corp.example"]},
+                               store_url=store_url) as product:
         await deliver(product, steps["create"])  # alice, bob, room 1; room 2 gets no calendar
         [event] = product.state()["events"]
         assert registered(product) == {organizer, "alice@example.net", "bob@example.net"}
@@ -191,3 +221,13 @@ def test_fixtures_are_upcoming_and_one_recipient_each(server):
     for mails in lifecycle(server).values():
         for mail in mails:
             assert b"2031" in mail.content and "@" in mail.rcpt
+
+
+def test_how_the_engine_reads_a_sabre_invitation():
+    [first, *_] = lifecycle("sabre")["create"]
+    c = engine.classify(first.content, first.mail_from, EngineOptions(), T0)
+    assert c.processable and c.method == "REQUEST" and c.organizer == "paul@corp.example"
+    assert not c.from_organizer  # until its sender is trusted
+    assert c.header_from == ("noreply@cal.corp.example",) and c.reply_to == ("paul@corp.example",)
+    agents = {a.address: a.cutype for a in c.attendees}
+    assert agents["room2@corp.example"] == "ROOM" and "dave@example.net" in agents
