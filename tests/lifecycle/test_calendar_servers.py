@@ -10,12 +10,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 
+from tests.security.serve import running_serve
 from tests.support.invites import invitation
-from tests.support.product import Product, calendar_text, running_product
+from tests.support.product import TOKEN, Product, calendar_text, running_product
+from tests.support.smtp import running_next_hop, send_one
 from webinar_proxy import engine
 from webinar_proxy.engine import EngineOptions
+from webinar_proxy.webinar.fake import running_fake_webinar
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "servers"
 T0 = datetime(2031, 2, 3, 8, 0, tzinfo=UTC)
@@ -217,3 +221,61 @@ def test_how_the_engine_reads_a_sabre_invitation():
     assert c.header_from == ("noreply@cal.corp.example",) and c.reply_to == ("paul@corp.example",)
     agents = {a.address: a.cutype for a in c.attendees}
     assert agents["room2@corp.example"] == "ROOM" and "dave@example.net" in agents
+
+
+#: What the platform holds after each step of a server's lifecycle: the registered
+#: addresses, or None once the conference is gone.
+AFTER_EACH_STEP = {
+    "sabre": [
+        ("create", {"paul@corp.example", "alice@example.net", "bob@example.net",
+                    "dave@example.net", "ivan@corp.example"}),
+        ("move", {"paul@corp.example", "alice@example.net", "bob@example.net",
+                  "dave@example.net", "ivan@corp.example"}),
+        ("remove-bob", {"paul@corp.example", "alice@example.net", "dave@example.net",
+                        "ivan@corp.example"}),
+        ("add-carol", {"paul@corp.example", "alice@example.net", "dave@example.net",
+                       "ivan@corp.example", "carol@example.net"}),
+        ("remove-room", {"paul@corp.example", "alice@example.net", "dave@example.net",
+                         "ivan@corp.example", "carol@example.net"}),
+        ("delete", None),
+    ],
+    "sogo": [
+        ("create", {"marta@corp.example", "alice@example.net", "bob@example.net"}),
+        ("move", {"marta@corp.example", "alice@example.net", "bob@example.net"}),
+        ("remove-bob", {"marta@corp.example", "alice@example.net"}),
+        ("add-carol", {"marta@corp.example", "alice@example.net", "carol@example.net"}),
+        ("remove-room1", {"marta@corp.example", "alice@example.net", "carol@example.net"}),
+        ("delete", None),
+    ],
+}
+
+
+@pytest.mark.slow
+async def test_the_real_serve_process_through_both_lifecycles(tmp_path):
+    """``webinar-proxy serve`` as a child process, configured by its environment; the
+    platform read over HTTP (``/_fake/state``) after every step."""
+    async with running_fake_webinar(token=TOKEN) as fake, running_next_hop() as hop:
+        env = {
+            "WEBINAR_PROXY_SMTP__LISTEN": "127.0.0.1:0",
+            "WEBINAR_PROXY_SMTP__NEXT_HOP": f"127.0.0.1:{hop.port}",
+            "WEBINAR_PROXY_WEBINAR__TOKEN": TOKEN,
+            "WEBINAR_PROXY_WEBINAR__API_URL": fake.api_url,
+            "WEBINAR_PROXY_WEBINAR__RATE_LIMIT": "1000",
+            "WEBINAR_PROXY_STORE__URL": f"sqlite:///{tmp_path}/state.db",
+            "WEBINAR_PROXY_POLICY__ORGANIZER_DOMAINS": "corp.example",
+            "WEBINAR_PROXY_POLICY__TRUSTED_SENDERS": SABRE_SENDER,
+        }
+        async with running_serve(env) as serve, httpx.AsyncClient(trust_env=False) as http:
+            for server, expectations in AFTER_EACH_STEP.items():
+                steps = lifecycle(server)
+                for step, people in expectations:
+                    for mail in steps[step]:
+                        code = await send_one(serve.smtp_port, mail.content, mail.mail_from, (mail.rcpt,))
+                        assert code == 250, (mail.name, serve.output[-2000:])
+                    state = (await http.get(f"{fake.root_url}/_fake/state", timeout=10)).json()
+                    if people is None:
+                        assert state["events"] == [], (server, step)
+                    else:
+                        assert len(state["events"]) == 1, (server, step)
+                        assert {r["email"] for r in state["registrations"]} == people, (server, step)
+    assert "trusted_senders" not in serve.output  # the sabre sender was trusted: no hint
