@@ -166,6 +166,8 @@ def _decide_cancel(c: Classification, live: ConferenceRecord | None,
     registered = frozenset(r.address.lower() for r in live.registrations) - {organizer}
     known = book.attendees | registered
     lines = frozenset(a.address.lower() for a in c.attendees) - {organizer}
+    if rcpts and rcpts <= {organizer}:
+        return Decision(Action.UNREGISTER, "CANCEL mailed to the organizer only: nobody uninvited")
     rcpts = rcpts - {organizer}
     strangers = rcpts - known
     if not rcpts or strangers:
