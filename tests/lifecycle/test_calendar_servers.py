@@ -5,6 +5,8 @@ everyone invited registered, the conference alive exactly as long as the meeting
 
 from __future__ import annotations
 
+import email
+import email.policy
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -285,3 +287,16 @@ async def test_the_real_serve_process_through_both_lifecycles(tmp_path):
                         assert len(state["events"]) == 1, (server, step)
                         assert {r["email"] for r in state["registrations"]} == people, (server, step)
     assert "trusted_senders" not in serve.output  # the sabre sender was trusted: no hint
+
+
+def test_a_sogo_mail_rewritten_keeps_no_stale_content_length():
+    [first, *_] = lifecycle("sogo")["create"]
+    assert first.content.count(b"Content-Length:") == 2
+    out = engine.rewrite(first.content, "5E1-6B12FE80-3-24CE17C0", "https://events.webinar.ru/1/2",
+                         EngineOptions())
+    assert b"Content-Length:" not in out  # both parts changed, both headers gone
+    parsed = email.message_from_bytes(out, policy=email.policy.default)
+    html, calendar = (part for part in parsed.walk() if not part.is_multipart())
+    assert "https://events.webinar.ru/1/2" in html.get_content()
+    assert "CONFERENCE;VALUE=URI" in calendar.get_content()
+    assert calendar["Content-Class"] == "urn:content-classes:calendarmessage"
