@@ -1,8 +1,9 @@
 """Fuzz the invitation engine (classify -> rewrite -> remove_conference -> next_occurrence).
 
 Seeded with the project's invitation corpus (``tests/fixtures/clients``, the mbox split
-into its messages); ``--corpus DIR`` seeds from another directory instead.  Every input goes through ``fuzz.target.check``, which raises on a broken
-promise (see that module); a finding is saved under ``--artifacts`` and the run goes
+into its messages); ``--corpus DIR`` seeds from another directory instead.  Every
+input goes through ``fuzz.target.check``, which raises on a broken promise (see that
+module); a finding is saved under ``--artifacts`` and the run goes
 on, so one run reports every distinct crash it met.
 
 Engines:

@@ -9,8 +9,8 @@ import email
 import email.policy
 from datetime import UTC, datetime, timedelta
 
-from tests.support.invites import invitation
 from tests.support.fixtures import client_fixture
+from tests.support.invites import invitation
 from tests.support.product import Product, calendar_text, running_product, with_header
 from webinar_proxy.store import ConferenceState
 

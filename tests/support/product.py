@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-
 from tests.support.relay import running_relay
 from tests.support.smtp import NextHopBehaviour, RunningNextHop, WireClient, dot_stuff, running_next_hop
 from webinar_proxy.settings import (
