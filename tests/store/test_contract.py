@@ -136,10 +136,10 @@ async def test_put_stamps_deleted_at_once(store):
 
 
 async def test_find_by_uid_spans_organizers(store):
-    await store.put(ConferenceRecord("b@example.org", "shared"))
-    await store.put(ConferenceRecord("a@example.org", "shared"))
+    await store.put(ConferenceRecord("b@example.org", "one-uid"))
+    await store.put(ConferenceRecord("a@example.org", "one-uid"))
     await store.put(ConferenceRecord("a@example.org", "other"))
-    found = await store.find_by_uid("shared")
+    found = await store.find_by_uid("one-uid")
     assert [record.organizer for record in found] == ["a@example.org", "b@example.org"]
     assert await store.find_by_uid("nothing") == []
 
