@@ -16,8 +16,9 @@ import contextlib
 import email
 import email.policy
 import os
+import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -50,15 +51,16 @@ OLGA = ORGANIZER.email
 ALICE, BOB, CAROL = "alice@example.net", "bob@example.net", "carol@example.net"
 ROOM = "room1@corp.example"
 WAIT = 30.0
+LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
 
 
-@pytest.fixture(scope="module")
-def sogo(pg_base_url: str) -> Iterator[SogoServer]:
+@pytest.fixture
+def sogo_ready(pg_base_url: str) -> str:
+    """The PostgreSQL server for SOGo's database, or a skip saying why SOGo cannot run here."""
     reason = skip_reason()
     if reason:
         pytest.skip(reason)
-    with running_sogo(pg_base_url) as server:
-        yield server
+    return pg_base_url
 
 
 async def eventually(condition: Callable[[], Any], what: str, describe: Callable[[], str]) -> Any:
@@ -133,10 +135,11 @@ class Stage:
 
 
 @contextlib.asynccontextmanager
-async def staged(sogo: SogoServer, tmp_path: Path) -> AsyncIterator[Stage]:
+async def staged(pg_base_url: str, tmp_path: Path) -> AsyncIterator[Stage]:
+    """The fake platform and the next hop in this loop, the relay as a process, then SOGo mailing to it."""
     async with running_fake_webinar(token=TOKEN) as fake, running_next_hop() as hop:
         env = {
-            "WEBINAR_PROXY_SMTP__LISTEN": f"127.0.0.1:{sogo.smtp_port}",
+            "WEBINAR_PROXY_SMTP__LISTEN": "127.0.0.1:0",
             "WEBINAR_PROXY_SMTP__NEXT_HOP": f"127.0.0.1:{hop.port}",
             "WEBINAR_PROXY_SMTP__SHUTDOWN_GRACE_SECONDS": "1",
             "WEBINAR_PROXY_WEBINAR__TOKEN": TOKEN,
@@ -147,16 +150,26 @@ async def staged(sogo: SogoServer, tmp_path: Path) -> AsyncIterator[Stage]:
             "WEBINAR_PROXY_POLICY__LANGUAGE": "en",
         }
         log_path = tmp_path / "relay.log"
+
+        def relay_log() -> str:
+            return log_path.read_text(errors="replace")
+
         with serve_process(env, log_path) as relay:
-            def listening() -> bool:
-                return relay.poll() is not None or "listening on" in log_path.read_text(errors="replace")
-            await eventually(listening, "the relay to listen", lambda: log_path.read_text(errors="replace"))
-            assert relay.poll() is None, log_path.read_text(errors="replace")
-            caldav = CalDav(sogo)
+            listening = await eventually(lambda: relay.poll() is not None or LISTENING.search(relay_log()),
+                                         "the relay to listen", relay_log)
+            assert relay.poll() is None, relay_log()
+            relay_port = int(listening[1])
+            # starting and ending sogod block (bounded waits): in a thread, so this loop keeps serving
+            sogo_context = running_sogo(pg_base_url, relay_port)
+            sogo = await asyncio.to_thread(sogo_context.__enter__)
             try:
-                yield Stage(sogo, caldav, fake, hop, log_path)
+                caldav = CalDav(sogo)
+                try:
+                    yield Stage(sogo, caldav, fake, hop, log_path)
+                finally:
+                    await caldav.aclose()
             finally:
-                await caldav.aclose()
+                await asyncio.to_thread(sogo_context.__exit__, None, None, None)
 
 
 def upcoming_hour(days: int) -> datetime:
@@ -176,11 +189,11 @@ def parts_keeping_content_length(mail: Delivered) -> list[str]:
             if not part.is_multipart() and part.get("Content-Length") is not None]
 
 
-async def test_meeting_lifecycle_through_sogo(sogo: SogoServer, tmp_path: Path):
+async def test_meeting_lifecycle_through_sogo(sogo_ready: str, tmp_path: Path):
     uid = f"wp-sogo-meeting-{os.getpid()}-{time.monotonic_ns()}"
     start = upcoming_hour(7)
     hour = timedelta(hours=1)
-    async with staged(sogo, tmp_path) as stage:
+    async with staged(sogo_ready, tmp_path) as stage:
         # create: one REQUEST per attendee, the room included; the organizer asked with @webinar
         calendar = new_event(uid, start, hour, "Quarterly review", "Room 1 @webinar", [
             attendee(ALICE, "Alice"), attendee(BOB, "Bob"), attendee(ROOM, "Room 1", cutype="ROOM"),
@@ -234,11 +247,11 @@ async def test_meeting_lifecycle_through_sogo(sogo: SogoServer, tmp_path: Path):
         assert [n.rcpt_tos for n in stage.notices()] == [[OLGA], [OLGA]]
 
 
-async def test_weekly_series_with_exdate_through_sogo(sogo: SogoServer, tmp_path: Path):
+async def test_weekly_series_with_exdate_through_sogo(sogo_ready: str, tmp_path: Path):
     uid = f"wp-sogo-series-{os.getpid()}-{time.monotonic_ns()}"
     first = upcoming_hour(2)
     half_hour = timedelta(minutes=30)
-    async with staged(sogo, tmp_path) as stage:
+    async with staged(sogo_ready, tmp_path) as stage:
         calendar = new_event(uid, first, half_hour, "Weekly sync", "@webinar",
                              [attendee(ALICE, "Alice"), attendee(BOB, "Bob")],
                              rrule={"FREQ": "WEEKLY", "COUNT": 6})

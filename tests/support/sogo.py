@@ -10,8 +10,7 @@ What runs, all started here and ended by PID (process group) at the end:
 
 Every setting is passed as a ``-Key value`` argument: NSUserDefaults' argument domain wins
 over ``/etc/sogo/sogo.conf``, which is read but never changed.  SOGo mails by SMTP
-(``SOGoMailingMechanism = smtp``) to ``smtp_port``, given up front so the relay under test
-can be started there later.
+(``SOGoMailingMechanism = smtp``) to ``smtp_port``: the relay under test, started first.
 
 ``CalDav`` is the organizer's client: it GETs the stored event, changes it and PUTs it back
 with If-Match, as Thunderbird or SOGo's web UI would, so SOGo's own SEQUENCE is kept.
@@ -146,9 +145,9 @@ def _answers_tcp(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def running_sogo(pg_base_url: str, *, start_timeout: float = 60) -> Iterator[SogoServer]:
-    """SOGo with memcached and its own database; SOGo mails to ``server.smtp_port``."""
-    http_port, smtp_port, memcached_port = free_ports(3)
+def running_sogo(pg_base_url: str, smtp_port: int, *, start_timeout: float = 60) -> Iterator[SogoServer]:
+    """SOGo with memcached and its own database; SOGo mails to 127.0.0.1:``smtp_port``."""
+    http_port, memcached_port = free_ports(2)
     directory = Path(tempfile.mkdtemp(prefix="wp-sogo-"))
     sogo = pwd.getpwnam(SOGO_USER)
     os.chown(directory, sogo.pw_uid, sogo.pw_gid)
@@ -204,7 +203,7 @@ def running_sogo(pg_base_url: str, *, start_timeout: float = 60) -> Iterator[Sog
                      "LANG": "C.UTF-8"},
                 cwd=directory, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )
-        stack.callback(_end_group, process, 3)
+        stack.callback(_end_group, process, 0.5)  # sogod takes ~20 s to honour SIGTERM
         server = SogoServer(http_port, smtp_port, directory, process)
         wait_until(lambda: process.poll() is not None or _answers_http(http_port), start_timeout,
                    "sogod to answer HTTP", describe=server.log)
