@@ -29,7 +29,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -276,7 +276,7 @@ def new_event(uid: str, start: datetime, duration: timedelta, summary: str, loca
     calendar.add("version", "2.0")
     event = icalendar.Event()
     event.add("uid", uid)
-    event.add("dtstamp", start - timedelta(days=1))
+    event.add("dtstamp", datetime.now(UTC).replace(microsecond=0))
     event.add("dtstart", start)
     event.add("dtend", start + duration)
     event.add("summary", summary)
