@@ -64,17 +64,16 @@ def sogo_ready(pg_base_url: str) -> str:
 
 
 async def eventually(condition: Callable[[], Any], what: str, describe: Callable[[], str]) -> Any:
-    """Poll ``condition`` until it is truthy, at most ``WAIT`` seconds."""
-    deadline = time.monotonic() + WAIT
-    pause = 0.02
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {WAIT}s waiting for {what}\n{describe()}")
-        await asyncio.sleep(pause)
-        pause = min(pause * 2, 0.25)
+    """Poll ``condition`` every 50 ms until it is truthy, at most ``WAIT`` seconds."""
+    try:
+        async with asyncio.timeout(WAIT):
+            while True:
+                result = condition()
+                if result:
+                    return result
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {WAIT}s waiting for {what}\n{describe()}") from None
 
 
 def method_of(mail: Delivered) -> str:
