@@ -50,6 +50,8 @@ TOKEN = "sogo-e2e-token-7f3a91c2"
 OLGA = ORGANIZER.email
 ALICE, BOB, CAROL = "alice@example.net", "bob@example.net", "carol@example.net"
 ROOM = "room1@corp.example"
+#: A room marked NON-PARTICIPANT: SOGo mails it a text/html part only, no calendar.
+SCREEN_ROOM = "room2@corp.example"
 WAIT = 30.0
 LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
 
@@ -185,6 +187,11 @@ def upcoming_hour(days: int) -> datetime:
     return now + timedelta(days=days, hours=1)
 
 
+def calendars(mails: list[Delivered]) -> list[Delivered]:
+    """The mails that carry a calendar (SOGo mails a NON-PARTICIPANT without one)."""
+    return [mail for mail in mails if method_of(mail) != "-"]
+
+
 def link_in(mail: Delivered, link: str) -> bool:
     return f"LABEL=Webinar:{link}".encode() in calendar_text(mail.content)
 
@@ -204,26 +211,27 @@ async def test_meeting_lifecycle_through_sogo(sogo_ready: str, tmp_path: Path):
         # create: one REQUEST per attendee, the room included; the organizer asked with @webinar
         calendar = new_event(uid, start, hour, "Quarterly review", "Room 1 @webinar", [
             attendee(ALICE, "Alice"), attendee(BOB, "Bob"), attendee(ROOM, "Room 1", cutype="ROOM"),
+            attendee(SCREEN_ROOM, "Room 2", cutype="ROOM", role="NON-PARTICIPANT"),
         ])
         created = await stage.step(stage.caldav.put(uid, calendar),
-                                   {ALICE: "REQUEST", BOB: "REQUEST", ROOM: "REQUEST"})
+                                   {ALICE: "REQUEST", BOB: "REQUEST", ROOM: "REQUEST", SCREEN_ROOM: "-"})
         await stage.until(lambda: stage.registered() == {OLGA: "ADMIN", ALICE: "GUEST", BOB: "GUEST"},
                           "the organizer and both people registered, the room not")
         [event] = stage.state()["events"]
         [session] = stage.state()["sessions"]
         assert session["utcStartsAt"] == int(start.timestamp())
         link = event["link"]
-        assert all(link_in(mail, link) for mail in created), stage.describe()
-        assert [parts_keeping_content_length(mail) for mail in created] == [[], [], []]
+        assert all(link_in(mail, link) for mail in calendars(created)), stage.describe()
+        assert [parts_keeping_content_length(mail) for mail in calendars(created)] == [[], [], []]
 
         # move: an update REQUEST (SEQUENCE raised by SOGo) to everyone; the session follows
         later = start + timedelta(days=1, hours=2)
         moved = await stage.step(stage.caldav.edit(uid, moved_to(later, hour)),
-                                 {ALICE: "REQUEST", BOB: "REQUEST", ROOM: "REQUEST"})
+                                 {ALICE: "REQUEST", BOB: "REQUEST", ROOM: "REQUEST", SCREEN_ROOM: "-"})
         await stage.until(lambda: [s["utcStartsAt"] for s in stage.state()["sessions"]]
                           == [int(later.timestamp())], "the session to move")
         assert [e["eventId"] for e in stage.state()["events"]] == [event["eventId"]]
-        assert all(link_in(mail, link) for mail in moved)
+        assert all(link_in(mail, link) for mail in calendars(moved))
 
         # remove Bob: one CANCEL, to Bob only, whose ATTENDEE lines list who remains
         await stage.step(stage.caldav.edit(uid, without_attendee(BOB)), {BOB: "CANCEL"})
@@ -238,9 +246,11 @@ async def test_meeting_lifecycle_through_sogo(sogo_ready: str, tmp_path: Path):
                           "Carol registered")
         assert link_in(added[0], link)
 
-        # remove the room: a CANCEL to the room listing Alice and Carol; nothing changes
+        # remove the rooms: a CANCEL to room 1 listing who remains, a calendar-less mail to
+        # room 2; nothing changes on the platform
         before = stage.state()
         await stage.step(stage.caldav.edit(uid, without_attendee(ROOM)), {ROOM: "CANCEL"})
+        await stage.step(stage.caldav.edit(uid, without_attendee(SCREEN_ROOM)), {SCREEN_ROOM: "-"})
         after = stage.state()
         assert after["events"] == before["events"] and after["sessions"] == before["sessions"]
         assert after["registrations"] == before["registrations"], stage.describe()
