@@ -116,14 +116,12 @@ def sogo_database(pg_base_url: str) -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _end_group(process: subprocess.Popen[bytes], grace: float) -> None:
-    """SIGTERM the process group we started, SIGKILL it after ``grace`` seconds."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=grace)
-    # sogod's watchdog may have left workers behind in its group
+def _end_group(process: subprocess.Popen[bytes]) -> None:
+    """Kill the process group we started (sogod's watchdog and its workers, or memcached).
+
+    Throwaway instances need no graceful stop (sogod takes ~20 s to honour SIGTERM), and
+    the group is killed before its leader is reaped, so its id cannot have been reused.
+    """
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=10)
@@ -161,7 +159,7 @@ def running_sogo(pg_base_url: str, smtp_port: int, *, start_timeout: float = 60)
             [str(MEMCACHED), "-l", "127.0.0.1", "-p", str(memcached_port), "-U", "0", "-m", "16"],
             user="nobody", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
-        stack.callback(_end_group, memcached, 2)
+        stack.callback(_end_group, memcached)
         wait_until(lambda: memcached.poll() is not None or _answers_tcp(memcached_port), 10,
                    "memcached to listen")
         assert memcached.poll() is None, "memcached exited at start"
@@ -203,7 +201,7 @@ def running_sogo(pg_base_url: str, smtp_port: int, *, start_timeout: float = 60)
                      "LANG": "C.UTF-8"},
                 cwd=directory, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )
-        stack.callback(_end_group, process, 0.5)  # sogod takes ~20 s to honour SIGTERM
+        stack.callback(_end_group, process)
         server = SogoServer(http_port, smtp_port, directory, process)
         wait_until(lambda: process.poll() is not None or _answers_http(http_port), start_timeout,
                    "sogod to answer HTTP", describe=server.log)
