@@ -159,6 +159,8 @@ CANCEL_ROWS = [
     ("a record from before the envelope was kept: a CANCEL to some",
      cancel(person(ANN)), replace(MEETING, mailed_to=(), attendees=()), [ANN],
      Action.UNREGISTER, {ANN}),
+    ("a copy to the organizer alone uninvites nobody",
+     cancel(person(ANN), person(BOB)), MEETING, [ORG], Action.UNREGISTER, set()),
     ("a CANCEL from someone else never acts",
      cancel(person(ANN), status="CANCELLED", from_organizer=False), MEETING, [ANN],
      Action.PASS, set()),

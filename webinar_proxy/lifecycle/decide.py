@@ -84,7 +84,8 @@ def is_served(organizer: str, organizer_domains: tuple[str, ...]) -> bool:
     return domain in {d.lower().lstrip("@") for d in organizer_domains}
 
 
-def _live(record: ConferenceRecord | None) -> ConferenceRecord | None:
+def live_record(record: ConferenceRecord | None) -> ConferenceRecord | None:
+    """The record if its conference exists (or is being made), else None."""
     if record is None or record.state not in (ConferenceState.ACTIVE, ConferenceState.CREATING):
         return None
     return record
@@ -107,7 +108,7 @@ def decide(
     method = (c.method or "").upper()
     if method not in ACTING_METHODS:
         return Decision(Action.PASS, f"METHOD:{method or 'none'} never changes a conference")
-    live = _live(record)
+    live = live_record(record)
     if not c.from_organizer:
         if method != "CANCEL" and live is not None and live.link:
             return Decision(Action.INSERT_LINK, "not from the organizer: stored link inserted")
@@ -165,6 +166,8 @@ def _decide_cancel(c: Classification, live: ConferenceRecord | None,
     registered = frozenset(r.address.lower() for r in live.registrations) - {organizer}
     known = book.attendees | registered
     lines = frozenset(a.address.lower() for a in c.attendees) - {organizer}
+    if rcpts and rcpts <= {organizer}:
+        return Decision(Action.UNREGISTER, "CANCEL mailed to the organizer only: nobody uninvited")
     rcpts = rcpts - {organizer}
     strangers = rcpts - known
     if not rcpts or strangers:

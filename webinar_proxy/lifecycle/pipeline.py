@@ -21,7 +21,15 @@ from webinar_proxy import engine
 from webinar_proxy.calendar import normalise_address
 from webinar_proxy.engine import Classification, EngineOptions
 from webinar_proxy.lifecycle.conferences import ConferenceManager, utc_now
-from webinar_proxy.lifecycle.decide import ACTING_METHODS, Action, Decision, after_request, decide, is_served
+from webinar_proxy.lifecycle.decide import (
+    ACTING_METHODS,
+    Action,
+    Decision,
+    after_request,
+    decide,
+    is_served,
+    live_record,
+)
 from webinar_proxy.lifecycle.notices import Notice, NoticeKind, build_notice
 from webinar_proxy.pipeline import InboundMessage, TemporaryFailure
 from webinar_proxy.settings import PolicySettings
@@ -94,13 +102,14 @@ class InvitationPipeline:
         if not c.from_organizer and sender is not None and sender in self._trusted_senders():
             # A calendar server sending for its users speaks for the ORGANIZER it writes.
             c = dataclasses.replace(c, from_organizer=True)
-        if not c.from_organizer:
-            self._hint_untrusted_sender(message, c, sender)
         always = is_served(c.organizer, self.policy.always_domains) if self.policy.always_domains else False
         try:
             async with self.store.key_lock(c.organizer, c.uid):
                 record = await self.store.get(c.organizer, c.uid)
                 decision = decide(c, record, always=always, rcpt_tos=message.rcpt_tos)
+                if not c.from_organizer and (c.conference_requested or c.has_our_link or always
+                                             or live_record(record) is not None):
+                    self._hint_untrusted_sender(message, c, sender)
                 log.info("session=%s uid=%s method=%s organizer=%s action=%s (%s)",
                          message.session_id, c.uid, c.method, c.organizer, decision.action,
                          decision.reason)
@@ -114,7 +123,8 @@ class InvitationPipeline:
 
     def _hint_untrusted_sender(self, message: InboundMessage, c: Classification,
                                sender: str | None) -> None:
-        """Say once per UID why a calendar server's mail for a served organizer is not acted on."""
+        """Say once per UID why a calendar server's mail for a served organizer, about a
+        meeting with a conference (asked for or made), is not acted on."""
         assert c.uid is not None and c.organizer is not None
         if (c.method or "").upper() not in ACTING_METHODS or c.uid in self._warned_uids:
             return
