@@ -33,6 +33,7 @@ from tests.support.sogo import (
     CalDav,
     SogoServer,
     attendee,
+    located,
     moved_to,
     new_event,
     running_sogo,
@@ -57,12 +58,12 @@ LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
 
 
 @pytest.fixture
-def sogo_ready(pg_base_url: str) -> str:
+def sogo_ready(request: pytest.FixtureRequest) -> str:
     """The PostgreSQL server for SOGo's database, or a skip saying why SOGo cannot run here."""
     reason = skip_reason()
     if reason:
         pytest.skip(reason)
-    return pg_base_url
+    return request.getfixturevalue("pg_base_url")
 
 
 async def eventually(condition: Callable[[], Any], what: str, describe: Callable[[], str]) -> Any:
@@ -192,6 +193,13 @@ def calendars(mails: list[Delivered]) -> list[Delivered]:
     return [mail for mail in mails if method_of(mail) != "-"]
 
 
+def decoded(mail: Delivered) -> bytes:
+    """Every leaf part of a mail, transfer-decoded and unfolded."""
+    parsed = email.message_from_bytes(mail.content, policy=email.policy.default)
+    parts = [p.get_payload(decode=True) or b"" for p in parsed.walk() if not p.is_multipart()]
+    return b"".join(parts).replace(b"\r\n ", b"")
+
+
 def link_in(mail: Delivered, link: str) -> bool:
     return f"LABEL=Webinar:{link}".encode() in calendar_text(mail.content)
 
@@ -223,6 +231,11 @@ async def test_meeting_lifecycle_through_sogo(sogo_ready: str, tmp_path: Path):
         link = event["link"]
         assert all(link_in(mail, link) for mail in calendars(created)), stage.describe()
         assert [parts_keeping_content_length(mail) for mail in calendars(created)] == [[], [], []]
+
+        # the same save again: SOGo mails nothing, nothing changes
+        before = stage.state()
+        await stage.step(stage.caldav.edit(uid, lambda event: None), {})
+        assert stage.state() == before
 
         # move: an update REQUEST (SEQUENCE raised by SOGo) to everyone; the session follows
         later = start + timedelta(days=1, hours=2)
@@ -290,4 +303,26 @@ async def test_weekly_series_with_exdate_through_sogo(sogo_ready: str, tmp_path:
 
         await stage.step(stage.caldav.delete(uid), {ALICE: "CANCEL", BOB: "CANCEL"})
         await stage.until(lambda: stage.state()["events"] == [], "the series conference deleted")
+        assert stage.complaints() == []
+
+
+async def test_taking_the_keyword_out_through_sogo(sogo_ready: str, tmp_path: Path):
+    uid = f"wp-sogo-keyword-{os.getpid()}-{time.monotonic_ns()}"
+    start = upcoming_hour(3)
+    async with staged(sogo_ready, tmp_path) as stage:
+        calendar = new_event(uid, start, timedelta(hours=1), "Design review", "Room 4 @webinar",
+                             [attendee(ALICE, "Alice"), attendee(BOB, "Bob")])
+        await stage.step(stage.caldav.put(uid, calendar), {ALICE: "REQUEST", BOB: "REQUEST"})
+        [event] = await stage.until(lambda: stage.state()["events"], "the conference")
+
+        # SOGo mails a LOCATION-only change (SEQUENCE raised): the organizer took the
+        # conference out, so it is deleted and the update goes without a link
+        updates = await stage.step(stage.caldav.edit(uid, located("Room 4")),
+                                   {ALICE: "REQUEST", BOB: "REQUEST"})
+        await stage.until(lambda: stage.state()["events"] == [], "the conference deleted")
+        assert [event["link"].encode() in decoded(mail) for mail in updates] == [False, False]
+
+        # the later deletion finds nothing to delete and changes nothing
+        await stage.step(stage.caldav.delete(uid), {ALICE: "CANCEL", BOB: "CANCEL"})
+        assert stage.state()["events"] == [] and stage.state()["registrations"] == []
         assert stage.complaints() == []

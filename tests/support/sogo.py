@@ -317,6 +317,13 @@ def moved_to(start: datetime, duration: timedelta) -> Callable[[icalendar.Event]
     return change
 
 
+def located(location: str) -> Callable[[icalendar.Event], None]:
+    def change(event: icalendar.Event) -> None:
+        event.pop("location", None)
+        event.add("location", location)
+    return change
+
+
 def with_exdate(when: datetime) -> Callable[[icalendar.Event], None]:
     def change(event: icalendar.Event) -> None:
         event.add("exdate", when)
