@@ -4,9 +4,11 @@ What runs, all started here and ended by PID (process group) at the end:
   - a PostgreSQL database of its own (``wp_sogo_<random>``) on the test server, with the
     SQL user source SOGo reads (``sogo_users``: c_uid, c_name, c_password, c_cn, mail);
     SOGo creates its profile, folder and session tables there itself; dropped afterwards;
-  - ``memcached`` on an ephemeral loopback port, as ``nobody``;
-  - ``sogod -WONoDetach YES`` as the ``sogo`` user (it will not run as root), listening on
-    an ephemeral loopback port, logging to a file in its private directory.
+  - ``memcached`` on an ephemeral loopback port (as ``nobody`` when we are root);
+  - ``sogod -WONoDetach YES`` listening on an ephemeral loopback port, logging to a file in
+    its private directory; as the ``sogo`` user when we are root (sogod refuses root),
+    else as us, which works for members of group ``sogo`` (sogod must read its
+    configuration file, ``root:sogo 0640``, or it aborts).
 
 Every setting is passed as a ``-Key value`` argument: NSUserDefaults' argument domain wins
 over ``/etc/sogo/sogo.conf``, which is read but never changed.  SOGo mails by SMTP
@@ -42,6 +44,7 @@ from tests.support.postfix import free_ports, wait_until
 SOGOD = Path("/usr/sbin/sogod")
 MEMCACHED = Path("/usr/bin/memcached")
 SOGO_USER = "sogo"
+SOGO_CONF = Path("/etc/sogo/sogo.conf")
 
 
 @dataclass(frozen=True)
@@ -61,13 +64,23 @@ def skip_reason() -> str | None:
         return "Debian's sogo is not installed (/usr/sbin/sogod missing; .ci/run installs sogo memcached)"
     if not MEMCACHED.exists():
         return "memcached is not installed (/usr/bin/memcached missing; .ci/run installs it)"
-    if os.geteuid() != 0:
-        return "sogod refuses to run as root and must be started as the 'sogo' user, which needs root"
-    try:
-        pwd.getpwnam(SOGO_USER)
-    except KeyError:
-        return "the 'sogo' user does not exist (the sogo package creates it)"
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam(SOGO_USER)
+        except KeyError:
+            return "the 'sogo' user does not exist (the sogo package creates it)"
+    elif not os.access(SOGO_CONF, os.R_OK):
+        # sogod aborts when it cannot read its configuration file (root:sogo 0640)
+        return f"sogod must read {SOGO_CONF}: run the tests as root or as a member of group 'sogo'"
     return None
+
+
+def _run_as() -> dict[str, Any]:
+    """Popen arguments for sogod's user: 'sogo' when we are root (sogod refuses root), else us."""
+    if os.geteuid() != 0:
+        return {}
+    sogo = pwd.getpwnam(SOGO_USER)
+    return {"user": sogo.pw_uid, "group": sogo.pw_gid, "extra_groups": []}
 
 
 @dataclass
@@ -147,17 +160,19 @@ def running_sogo(pg_base_url: str, smtp_port: int, *, start_timeout: float = 60)
     """SOGo with memcached and its own database; SOGo mails to 127.0.0.1:``smtp_port``."""
     http_port, memcached_port = free_ports(2)
     directory = Path(tempfile.mkdtemp(prefix="wp-sogo-"))
-    sogo = pwd.getpwnam(SOGO_USER)
-    os.chown(directory, sogo.pw_uid, sogo.pw_gid)
     (directory / "home").mkdir()
-    os.chown(directory / "home", sogo.pw_uid, sogo.pw_gid)
+    run_as = _run_as()
+    for path in (directory, directory / "home"):
+        if run_as:
+            os.chown(path, run_as["user"], run_as["group"])
     with contextlib.ExitStack() as stack:
         stack.callback(shutil.rmtree, directory, True)
         db = stack.enter_context(sogo_database(pg_base_url))
 
         memcached = subprocess.Popen(
             [str(MEMCACHED), "-l", "127.0.0.1", "-p", str(memcached_port), "-U", "0", "-m", "16"],
-            user="nobody", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            user="nobody" if os.geteuid() == 0 else None,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
         stack.callback(_end_group, memcached)
         wait_until(lambda: memcached.poll() is not None or _answers_tcp(memcached_port), 10,
@@ -196,7 +211,7 @@ def running_sogo(pg_base_url: str, smtp_port: int, *, start_timeout: float = 60)
             arguments += [f"-{key}", value]
         with (directory / "sogod.out").open("wb") as out:
             process = subprocess.Popen(
-                arguments, user=sogo.pw_uid, group=sogo.pw_gid, extra_groups=[],
+                arguments, **run_as,
                 env={"HOME": str(directory / "home"), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
                      "LANG": "C.UTF-8"},
                 cwd=directory, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
