@@ -192,15 +192,12 @@ def _decide_cancel(c: Classification, live: ConferenceRecord | None,
         everyone = bool(contributes) and mailed <= reached
         target = "every address the invitations were mailed to"
     else:  # nothing known about where the invitations went (a record from before)
-        everyone = bool(uninvited) and registered <= uninvited if registered else not uninvited
+        everyone = (bool(uninvited) and registered <= uninvited) if registered else not uninvited
         target = "every registered attendee"
-    if everyone and uninvited and uninvited <= known and not (uninvited & registered):
+    if uninvited and uninvited <= known and not (uninvited & registered):
         everyone = False  # only rooms or never-registered people were taken out
-        target = "only attendees never registered"
-    if everyone and rcpts and rcpts <= known and lines and not (lines & rcpts):
-        # SOGo lists the attendees who remain, not the one taken out.
-        everyone = False
-        target = "the ATTENDEE lines name who remains"
+    if rcpts and rcpts <= known and lines and not (lines & rcpts):
+        everyone = False  # SOGo's removal: the lines name who remains, not the one taken out
     if everyone:
         return Decision(Action.CANCEL, f"CANCELs of SEQUENCE {sequence} reached {target}",
                         bookkeeping=after)
