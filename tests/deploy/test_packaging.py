@@ -24,6 +24,7 @@ SHIPPED = {
     "webinar-proxy/postfix/before-queue/main.cf": "config/postfix/before-queue/main.cf",
     "webinar-proxy/postfix/before-queue/master.cf": "config/postfix/before-queue/master.cf",
     "doc/webinar-proxy/deployment.md": "docs/deployment.md",
+    "doc/webinar-proxy/sogo.md": "docs/sogo.md",
 }
 
 
