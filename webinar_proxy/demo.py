@@ -17,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from webinar_proxy.service import configure_logging
 from webinar_proxy.settings import (
     HostPort,
     PolicySettings,
@@ -143,7 +142,6 @@ async def _demo(folder: Path) -> int:
 
 
 def run_demo(keep: str | None = None) -> int:
-    configure_logging()
     if keep:
         folder = Path(keep)
         folder.mkdir(parents=True, exist_ok=True)

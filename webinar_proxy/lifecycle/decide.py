@@ -70,6 +70,9 @@ def decide(
         return _decide_cancel(c, live)
     requested = c.conference_requested or always
     if live is None:
+        if requested and c.next_occurrence is None:
+            # A conference is booked for the nearest upcoming occurrence; there is none.
+            return Decision(Action.PASS, "conference requested, but no occurrence is upcoming")
         if requested:
             return Decision(Action.ENSURE, "conference requested")
         return Decision(Action.PASS, "no conference requested")
@@ -78,6 +81,8 @@ def decide(
     if not c.has_master:
         return Decision(Action.INSERT_LINK, "single occurrences only: link kept")
     if requested or c.has_our_link:
+        if live.state == ConferenceState.CREATING or not live.link:
+            return Decision(Action.ENSURE, "conference requested; an earlier attempt did not finish it")
         return Decision(Action.ENSURE, "update of a meeting with a conference")
     return Decision(Action.REMOVE, "the organizer took the conference out")
 

@@ -2,16 +2,29 @@
 
 Each accepted message becomes one ``.eml`` file holding the exact bytes received;
 the envelope goes into a ``Return-Path``/``X-Envelope-To`` header pair prepended
-to the copy, the way a local delivery agent records it.
+to the copy, the way a local delivery agent records it.  Numbering continues after
+the files already in the folder.  ``webinar-proxy sink`` runs it standalone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
+import re
+import signal
+import sys
 from pathlib import Path
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
+
+log = logging.getLogger(__name__)
+_NUMBERED = re.compile(r"^(\d+)\.eml$")
+
+
+def _next_number(folder: Path) -> int:
+    taken = [int(match[1]) for path in folder.glob("*.eml") if (match := _NUMBERED.match(path.name))]
+    return max(taken, default=0) + 1
 
 
 class _FolderHandler:
@@ -19,6 +32,9 @@ class _FolderHandler:
         self.folder = folder
         self.delivered: list[Path] = []
         self._numbers = itertools.count(1)
+
+    def restart_numbering(self) -> None:
+        self._numbers = itertools.count(_next_number(self.folder))
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         number = next(self._numbers)
@@ -29,6 +45,8 @@ class _FolderHandler:
         ).encode("utf-8", "surrogateescape")
         path.write_bytes(envelope_headers + (envelope.original_content or b""))
         self.delivered.append(path)
+        log.info("delivered %s (from <%s> to %d recipient(s))", path, envelope.mail_from,
+                 len(envelope.rcpt_tos))
         return f"250 2.0.0 Ok: delivered as {path.name}"
 
 
@@ -48,6 +66,7 @@ class FolderSink:
 
     async def start(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.handler.restart_numbering()
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: SMTP(self.handler, hostname="sink.local", enable_SMTPUTF8=True,
@@ -61,3 +80,37 @@ class FolderSink:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+
+
+def run_sink(listen: str, folder: str) -> int:
+    """``webinar-proxy sink``: deliver into ``folder`` until SIGTERM/SIGINT; exit code."""
+    from webinar_proxy.settings import parse_host_port
+
+    try:
+        where = parse_host_port(listen)
+    except ValueError as exc:
+        print(f"webinar-proxy: --listen: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(_serve_sink(FolderSink(Path(folder), where.host, where.port)))
+
+
+async def _serve_sink(sink: FolderSink) -> int:
+    try:
+        await sink.start()
+    except OSError as exc:
+        print(f"webinar-proxy: sink: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    shown = f"[{sink.host}]:{sink.port}" if ":" in sink.host else f"{sink.host}:{sink.port}"
+    print(f"sink listening on {shown}, writing mail into {sink.folder.resolve()}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        await sink.stop()
+    print("sink stopped", flush=True)
+    return 0

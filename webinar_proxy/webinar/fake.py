@@ -494,7 +494,8 @@ def run_fake_webinar(args: argparse.Namespace) -> int:
     if args.rate_limit < 0:
         print("webinar-proxy: --rate-limit must not be negative", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    # The access log is what the fake is run for; it follows --log-level (set up by the CLI).
+    logging.getLogger("aiohttp.access").setLevel(logging.getLogger().level)
     try:
         return asyncio.run(_serve(listen.host, listen.port, args))
     except KeyboardInterrupt:  # pragma: no cover - a second Ctrl-C during shutdown
