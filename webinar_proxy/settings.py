@@ -283,7 +283,7 @@ class PolicySettings(_Section):
     notice_from: AddressOrEmpty = ""
     #: The platform's limit of participants per conference.
     max_attendees: int = Field(10_000, ge=1)
-    #: Who counts as the organizer (DESIGN §3): "envelope_or_from" = the envelope sender or
+    #: Who counts as the organizer: "envelope_or_from" = the envelope sender or
     #: From: equals ORGANIZER or its SENT-BY; "envelope" = only an envelope sender equal to
     #: ORGANIZER (the address Postfix can bind to the SASL login), so a forged From: or
     #: SENT-BY acts on nothing (delegates sending for the organizer are then not honoured).

@@ -1,4 +1,4 @@
-"""DESIGN §3's table, row by row, on the pure decision function."""
+"""The README's invitation table, row by row, on the pure decision function."""
 
 from __future__ import annotations
 

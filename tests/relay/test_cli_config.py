@@ -118,4 +118,4 @@ def test_a_bad_join_template_is_a_config_problem(tmp_path: Path):
         "WEBINAR_PROXY_POLICY__TEMPLATE_DIR": str(templates),
     })
     assert result.returncode == 2
-    assert result.stderr.startswith("webinar-proxy: policy:"), result.stderr
+    assert result.stderr.startswith("webinar-proxy: policy.template_dir:"), result.stderr
