@@ -28,8 +28,9 @@ def _next_number(folder: Path) -> int:
 
 
 class _FolderHandler:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, announce: bool = False) -> None:
         self.folder = folder
+        self.announce = announce
         self.delivered: list[Path] = []
         self._numbers = itertools.count(1)
 
@@ -39,25 +40,27 @@ class _FolderHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         number = next(self._numbers)
         path = self.folder / f"{number:04d}.eml"
+        sender = "" if envelope.mail_from in (None, "<>") else envelope.mail_from
         envelope_headers = (
-            f"Return-Path: <{envelope.mail_from}>\r\n"
+            f"Return-Path: <{sender}>\r\n"
             f"X-Envelope-To: {', '.join(envelope.rcpt_tos)}\r\n"
         ).encode("utf-8", "surrogateescape")
         path.write_bytes(envelope_headers + (envelope.original_content or b""))
         self.delivered.append(path)
-        log.info("delivered %s (from <%s> to %d recipient(s))", path, envelope.mail_from,
-                 len(envelope.rcpt_tos))
+        if self.announce:
+            log.info("delivered %s (from <%s> to %d recipient(s))", path, sender, len(envelope.rcpt_tos))
         return f"250 2.0.0 Ok: delivered as {path.name}"
 
 
 class FolderSink:
     """An SMTP server on loopback that delivers into ``folder``."""
 
-    def __init__(self, folder: Path, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, folder: Path, host: str = "127.0.0.1", port: int = 0, *, announce: bool = False) -> None:
+        """``announce``: log each delivery at INFO (the standalone ``sink`` command)."""
         self.folder = folder
         self.host = host
         self.port = port
-        self.handler = _FolderHandler(folder)
+        self.handler = _FolderHandler(folder, announce)
         self._server: asyncio.Server | None = None
 
     @property
@@ -91,7 +94,7 @@ def run_sink(listen: str, folder: str) -> int:
     except ValueError as exc:
         print(f"webinar-proxy: --listen: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(_serve_sink(FolderSink(Path(folder), where.host, where.port)))
+    return asyncio.run(_serve_sink(FolderSink(Path(folder), where.host, where.port, announce=True)))
 
 
 async def _serve_sink(sink: FolderSink) -> int:
