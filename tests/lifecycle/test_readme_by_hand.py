@@ -88,5 +88,6 @@ def test_the_by_hand_walkthrough_works_as_written(tmp_path: Path):
             cwd=REPO, env=env, capture_output=True, text=True, timeout=PROMPTLY,
         )
     assert re.search(r"our_link\s+https://events\.webinar\.ru/", inspected.stdout), inspected.stdout
-    assert (mail / "0002.eml").read_bytes().startswith(b"Return-Path: <>\r\nX-Envelope-To: organizer@example.org")
+    notice = (mail / "0002.eml").read_bytes()
+    assert notice.startswith(b"Return-Path: <>\r\nX-Envelope-To: organizer@example.org")
     assert "weekly-sales-1@example.org" in listed.stdout, listed.stderr

@@ -91,10 +91,13 @@ async def test_at_info_the_api_calls_and_addresses_in_query_strings_stay_out_of_
 
 
 async def test_log_level_debug_lets_the_libraries_speak(tmp_path):
-    async with running_fake_webinar(token=TOKEN) as fake, running_next_hop() as hop:
-        async with serving(tmp_path, fake.api_url, hop.port, TOKEN, "--log-level", "debug") as (port, lines):
-            assert await send(port, INVITATION) == 250
-            await hop.handler.wait_delivered(2)
+    async with (
+        running_fake_webinar(token=TOKEN) as fake,
+        running_next_hop() as hop,
+        serving(tmp_path, fake.api_url, hop.port, TOKEN, "--log-level", "debug") as (port, lines),
+    ):
+        assert await send(port, INVITATION) == 250
+        await hop.handler.wait_delivered(2)
     assert "HTTP Request:" in "".join(lines)
 
 

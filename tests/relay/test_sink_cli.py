@@ -51,7 +51,8 @@ def test_sink_writes_each_mail_into_the_folder_and_keeps_numbering(tmp_path: Pat
     assert code == 0 and "sink stopped" in stdout
     assert f"delivered {folder / '0001.eml'}" in stderr
     first = (folder / "0001.eml").read_bytes()
-    assert first == b"Return-Path: <o@example.org>\r\nX-Envelope-To: a@example.net, b@example.net\r\n" + MESSAGE
+    envelope = b"Return-Path: <o@example.org>\r\nX-Envelope-To: a@example.net, b@example.net\r\n"
+    assert first == envelope + MESSAGE
     assert (folder / "0002.eml").read_bytes().startswith(b"Return-Path: <>\r\n")
 
     port = free_port()

@@ -1,4 +1,5 @@
-"""The invitation table (README, "What it does with invitations") as one pure function: what to do with an invitation, given what is stored.
+"""The README's invitation table as one pure function: what to do with an invitation,
+given what is stored.
 
 ``decide`` looks only at the engine's classification and the stored record; it
 does no I/O and changes nothing, so every row of the table is a plain unit test.

@@ -55,7 +55,9 @@ class _FolderHandler:
 class FolderSink:
     """An SMTP server on loopback that delivers into ``folder``."""
 
-    def __init__(self, folder: Path, host: str = "127.0.0.1", port: int = 0, *, announce: bool = False) -> None:
+    def __init__(
+        self, folder: Path, host: str = "127.0.0.1", port: int = 0, *, announce: bool = False
+    ) -> None:
         """``announce``: log each delivery at INFO (the standalone ``sink`` command)."""
         self.folder = folder
         self.host = host
