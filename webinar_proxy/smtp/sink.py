@@ -12,11 +12,12 @@ import asyncio
 import itertools
 import logging
 import re
-import signal
 import sys
 from pathlib import Path
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from webinar_proxy.signals import until_terminated
 
 log = logging.getLogger(__name__)
 _NUMBERED = re.compile(r"^(\d+)\.eml$")
@@ -105,17 +106,11 @@ async def _serve_sink(sink: FolderSink) -> int:
     except OSError as exc:
         print(f"webinar-proxy: sink: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     shown = f"[{sink.host}]:{sink.port}" if ":" in sink.host else f"{sink.host}:{sink.port}"
     print(f"sink listening on {shown}, writing mail into {sink.folder.resolve()}", flush=True)
     try:
-        await stop.wait()
+        await until_terminated()
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
         await sink.stop()
     print("sink stopped", flush=True)
     return 0
