@@ -146,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog="Exit status: 0 success, 1 runtime failure, 2 bad configuration or usage. "
                "'webinar-proxy COMMAND --help' tells more; see also webinar-proxy(8).",
+        parents=[_options_parent(config=True)],
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -162,11 +162,12 @@ async def test_config_is_accepted_before_and_after_the_verb(store, store_url, tm
     config.write_text(f'[store]\nurl = "{store_url}"\n')
     environment = {name: value for name, value in os.environ.items()
                    if not name.startswith("WEBINAR_PROXY_")}
-    for arguments in (["--config", str(config), "list", "--json"],
-                      ["list", "--json", "--config", str(config)],
-                      ["list", "--config", str(config), "--json", "--log-level", "warning"]):
+    for arguments in (["--config", str(config), "conferences", "list", "--json"],
+                      ["conferences", "--config", str(config), "list", "--json"],
+                      ["conferences", "list", "--json", "--config", str(config)],
+                      ["conferences", "list", "--config", str(config), "--json", "--log-level", "warning"]):
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "webinar_proxy", "conferences", *arguments,
+            sys.executable, "-m", "webinar_proxy", *arguments,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=environment,
         )
         async with asyncio.timeout(PROMPTLY):
