@@ -46,7 +46,7 @@ def health_checks(relay: RelayServer, store: ConferenceStore) -> dict[str, Healt
 
 
 #: Sections that only a restart applies (they shape listeners, connections and pools).
-RESTART_SECTIONS = ("smtp", "webinar", "store", "scheduler", "metrics")
+RESTART_SECTIONS = ("smtp", "webinar", "store", "scheduler", "metrics", "logging")
 
 
 def reload(pipeline: InvitationPipeline, running: Settings, load: Callable[[], Settings]) -> Settings:
