@@ -319,3 +319,21 @@ async def test_a_meeting_whose_only_occurrence_has_ended_gets_no_conference(tmp_
     assert record is None
     assert product.delivered() == [invite]  # forwarded byte for byte, no organizer notice
     assert "no occurrence is upcoming" in caplog.text
+
+
+async def test_the_retry_after_a_failed_creation_is_logged_as_what_it_is(tmp_path, caplog):
+    invite = invitation(start=START, end=END)
+    caplog.set_level("INFO", logger="webinar_proxy.lifecycle")
+    async with running_product(tmp_path, T0) as product:
+        product.fake.add_fault("500", path="/events/*/sessions", method="POST")
+        code, _ = await product.send(invite, BOSS, ["ann@example.net"])
+        assert code == 451  # the event exists, its session does not: stored as creating
+        record = await product.services.store.get(BOSS, "scenario-1@example.org")
+        assert record is not None and record.state == ConferenceState.CREATING
+        caplog.clear()
+        code, text = await product.send(invite, BOSS, ["ann@example.net"])
+        assert code == 250, text
+        state = product.state()
+    assert len(state["events"]) == 1 and len(state["sessions"]) == 1
+    assert "action=ensure (conference requested; an earlier attempt did not finish it)" in caplog.text
+    assert "update of a meeting with a conference" not in caplog.text
