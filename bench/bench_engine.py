@@ -1,11 +1,11 @@
 """Benchmark of the invitation engine.
 
-    .venv/bin/python bench/bench_engine.py [--rounds N]
+    .venv/bin/python bench/bench_engine.py [--rounds N] [--corpus DIR]
 
 Prints per-message median and p99 for:
 
-* classify, and classify + rewrite, over every corpus file
-  (``../shared/corpus/itip`` relative to the repository; skipped if absent),
+* classify, and classify + rewrite, over every corpus file (the project's own
+  ``tests/fixtures/clients`` unless ``--corpus`` names another directory),
   with "now" one day before the event, as when an invitation is sent;
 * classify of ordinary (non-calendar) mail of 10 KB, 1 MB and 20 MB, as plain
   text and as multipart with a base64 attachment;
@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from webinar_proxy.engine import EngineOptions, classify, rewrite  # noqa: E402
 
-CORPUS_DIR = (REPO_ROOT / "../shared/corpus/itip").resolve()
+CORPUS_DIR = REPO_ROOT / "tests" / "fixtures" / "clients"
 LINK = "https://events.webinar.ru/demo-org/1234567"
 NOW = datetime(1990, 1, 1, tzinfo=UTC)
 OPTIONS = EngineOptions()
@@ -108,13 +108,10 @@ def invitation_with_attachment(size: int) -> bytes:
     )
 
 
-def bench_corpus(rounds: int) -> None:
-    if not CORPUS_DIR.is_dir():
-        print(f"corpus not found at {CORPUS_DIR}: skipped")
-        return
+def bench_corpus(corpus: Path, rounds: int) -> None:
     classify_samples: list[float] = []
     both_samples: list[float] = []
-    for path in sorted(CORPUS_DIR.iterdir()):
+    for path in sorted(corpus.iterdir()):
         if path.suffix not in (".eml", ".ics", ".mbox"):
             continue
         raw = path.read_bytes()
@@ -137,8 +134,12 @@ def bench_corpus(rounds: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20, help="samples per message")
+    parser.add_argument("--corpus", type=Path, default=CORPUS_DIR,
+                        help="directory of .eml/.ics/.mbox files (default: %(default)s)")
     args = parser.parse_args()
-    bench_corpus(args.rounds)
+    if not args.corpus.is_dir():
+        parser.error(f"corpus not found: {args.corpus}")
+    bench_corpus(args.corpus, args.rounds)
     for label, size in (("10 KB", 10_000), ("1 MB", 1_000_000), ("20 MB", 20_000_000)):
         rounds = args.rounds if size < 5_000_000 else max(5, args.rounds // 4)
         for kind, build in (("plain", ordinary_plain), ("attachment", ordinary_attachment)):

@@ -1,8 +1,9 @@
 """Fuzz the invitation engine (classify -> rewrite -> remove_conference -> next_occurrence).
 
-Seeded with the real-world corpus (``../shared/corpus/itip``, the mbox split into its
-messages).  Every input goes through ``fuzz.target.check``, which raises on a broken
-promise (see that module); a finding is saved under ``--artifacts`` and the run goes
+Seeded with the project's invitation corpus (``tests/fixtures/clients``, the mbox split
+into its messages); ``--corpus DIR`` seeds from another directory instead.  Every
+input goes through ``fuzz.target.check``, which raises on a broken promise (see that
+module); a finding is saved under ``--artifacts`` and the run goes
 on, so one run reports every distinct crash it met.
 
 Engines:
@@ -39,7 +40,7 @@ sys.path.insert(0, str(REPO))
 
 from fuzz.mutate import load_seeds, mutate  # noqa: E402
 
-DEFAULT_CORPUS = (REPO / "../shared/corpus/itip").resolve()
+DEFAULT_CORPUS = REPO / "tests" / "fixtures" / "clients"
 
 
 class Hang(BaseException):

@@ -261,6 +261,9 @@ class Classification:
     organizer_name: str | None = None
     sent_by: str | None = None
     from_organizer: bool = False
+    #: Addresses in the mail's ``From:`` and ``Reply-To:`` headers (lower case).
+    header_from: tuple[str, ...] = ()
+    reply_to: tuple[str, ...] = ()
     sequence: int | None = None
     status: str | None = None
     recurrence_ids: tuple[datetime, ...] = ()
@@ -305,6 +308,8 @@ class Classification:
             "organizer": self.organizer,
             "sent_by": self.sent_by,
             "from_organizer": self.from_organizer,
+            "header_from": list(self.header_from),
+            "reply_to": list(self.reply_to),
             "sequence": self.sequence,
             "status": self.status,
             "summary": self.summary,
@@ -404,18 +409,20 @@ def _not(reason: str, **known: Any) -> Classification:
     return Classification(processable=False, reason=reason, **known)
 
 
-def _sender_addresses(root: MimeEntity | None, mail_from: str | None) -> set[str]:
-    addresses = set()
+def _header_addresses(root: MimeEntity | None, name: str) -> tuple[str, ...]:
+    if root is None:
+        return ()
+    headers = [str(value) for value in root.headers.get_all(name, [])]
+    found = (normalise_address(address) for _, address in email.utils.getaddresses(headers))
+    return tuple(dict.fromkeys(address for address in found if address))
+
+
+def _sender_addresses(mail_from: str | None, header_from: tuple[str, ...]) -> set[str]:
+    addresses = set(header_from)
     if mail_from:
         address = normalise_address(mail_from)
         if address:
             addresses.add(address)
-    if root is not None:
-        headers = [str(value) for value in root.headers.get_all("from", [])]
-        for _, address in email.utils.getaddresses(headers):
-            normalised = normalise_address(address)
-            if normalised:
-                addresses.add(normalised)
     return addresses
 
 
@@ -479,7 +486,8 @@ def _classify(raw: bytes, mail_from: str | None, options: EngineOptions,
             ("header", header_trigger),
         ) if found_trigger
     )
-    senders = _sender_addresses(root, mail_from)
+    header_from = _header_addresses(root, "from")
+    senders = _sender_addresses(mail_from, header_from)
     from_organizer = bool(facts.organizer) and bool(
         senders & {facts.organizer, facts.sent_by} - {None}
     )
@@ -495,6 +503,8 @@ def _classify(raw: bytes, mail_from: str | None, options: EngineOptions,
         organizer_name=facts.organizer_name,
         sent_by=facts.sent_by,
         from_organizer=from_organizer,
+        header_from=header_from,
+        reply_to=_header_addresses(root, "reply-to"),
         sequence=facts.sequence,
         status=facts.status,
         recurrence_ids=facts.recurrence_ids,

@@ -130,6 +130,22 @@ NetworkList = Annotated[
 DomainList = Annotated[tuple[str, ...], BeforeValidator(_list_from_env), NoDecode]
 
 
+def _addresses(values: tuple[str, ...]) -> tuple[str, ...]:
+    checked = []
+    for value in values:
+        address = value.strip().strip("<>").strip().lower()
+        local, _, domain = address.rpartition("@")
+        if not local or "." not in domain or any(ch.isspace() for ch in address):
+            raise ValueError(f"not a mail address: {value!r}")
+        checked.append(address)
+    return tuple(checked)
+
+
+AddressList = Annotated[
+    tuple[str, ...], BeforeValidator(_list_from_env), AfterValidator(_addresses), NoDecode
+]
+
+
 def _https_or_http_url(value: str) -> str:
     if not re.match(r"^https?://[^/\s]+", value):
         raise ValueError("not an http(s) URL")
@@ -288,6 +304,10 @@ class PolicySettings(_Section):
     #: ORGANIZER (the address Postfix can bind to the SASL login), so a forged From: or
     #: SENT-BY acts on nothing (delegates sending for the organizer are then not honoured).
     organizer_check: Literal["envelope_or_from", "envelope"] = "envelope_or_from"
+    #: Envelope senders that speak for the ORGANIZER written in the invitation: calendar
+    #: servers (Nextcloud, Baïkal) that mail invitations for their users from their own
+    #: address.  The organizer's domain must still be served.
+    trusted_senders: AddressList = ()
 
 
 class SchedulerSettings(_Section):

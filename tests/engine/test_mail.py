@@ -128,3 +128,25 @@ def test_html_block_goes_inside_body_and_is_idempotent() -> None:
     assert once.index("webinar-proxy:begin") > once.index("<BODY class=x>")
     assert insert_html_block(once, "<a href='https://x'>Join</a>") == once
     assert remove_html_block(once) == original
+
+
+@pytest.mark.parametrize("cte", ["8bit", "quoted-printable", "base64"])
+def test_a_rewritten_part_loses_its_content_length(cte: str) -> None:
+    # SOGo writes Content-Length on each part; after a rewrite it would be stale.
+    calendar = b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n"
+    body = base64.encodebytes(calendar).replace(b"\n", b"\r\n") if cte == "base64" else calendar
+    part_header = (b"Content-Type: text/calendar; method=REQUEST; charset=utf-8\r\n"
+                   b"Content-Length: " + str(len(body)).encode() + b"\r\n"
+                   b"Content-Transfer-Encoding: " + cte.encode() + b"\r\n")
+    other = b"Content-Type: text/html; charset=utf-8\r\nContent-Length: 9\r\n\r\n<p>hi</p>\r\n"
+    raw = (b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n' + other
+           + b"--b\r\n" + part_header + b"\r\n" + body + b"--b--\r\n")
+    root = parse_structure(raw, MimeLimits())
+    calendar_part = read_part_text(raw, root.children[1])
+    changed = calendar_part.text.replace("END:VCALENDAR", "X-A:" + "x" * 30 + "\r\nEND:VCALENDAR")
+    out = apply_splices(raw, encode_part_text(raw, calendar_part, changed))
+    again = parse_structure(out, MimeLimits())
+    assert again.children[1].headers.get("content-length") is None
+    assert again.children[1].headers.get("content-transfer-encoding") == cte
+    assert read_part_text(out, again.children[1]).text == changed
+    assert other in out  # an untouched part keeps its header byte for byte

@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.engine.conftest import EARLY, corpus_bytes
+from tests.engine.conftest import EARLY
+from tests.support.fixtures import client_fixture
 from webinar_proxy.engine import (
     EngineError,
     EngineOptions,
@@ -26,7 +27,7 @@ def utc(*parts: int) -> datetime:
 
 
 def _stored(name_or_raw: str | bytes, options: EngineOptions):
-    raw = corpus_bytes(name_or_raw) if isinstance(name_or_raw, str) else name_or_raw
+    raw = client_fixture(name_or_raw) if isinstance(name_or_raw, str) else name_or_raw
     result = classify(raw, None, options, EARLY)
     assert result.uid and result.calendar, result.reason
     return result
@@ -41,19 +42,20 @@ ORGANIZER = "ORGANIZER:mailto:boss@example.com"
 
 
 def test_overrides_and_exdate(options) -> None:
-    # Weekly on Wednesday 10:30 Europe/Berlin (CET, UTC+1 in winter); EXDATEs 16 and
-    # 30 December 09:30Z; overrides on 2 Dec, 9 Dec, 23 Dec, 6 Jan, 13 Jan.
+    # Weekly on Wednesday 10:30 Europe/Berlin (CET, UTC+1 in winter) from 4 Dec 2030
+    # until 15 Jan 2031; EXDATEs 18 December and 1 January 09:30Z; overrides on 4 Dec,
+    # 11 Dec (12:00 local), 25 Dec, 8 Jan (14:00 local = 13:00Z) and 15 Jan.
     result = _stored("tine20__lightning-recurring-overrides-exdate.ics", options)
-    after = utc(2015, 12, 10)
+    after = utc(2030, 12, 12)
     first = next_occurrence(result.calendar, result.uid, after, options)
-    assert first == Occurrence(utc(2015, 12, 23, 9, 30), utc(2015, 12, 23, 10, 30),
-                               utc(2015, 12, 23, 9, 30))
-    later = next_occurrence(result.calendar, result.uid, utc(2015, 12, 24), options)
-    assert later is not None and later.start == utc(2016, 1, 6, 9, 30)
+    assert first == Occurrence(utc(2030, 12, 25, 9, 30), utc(2030, 12, 25, 10, 30),
+                               utc(2030, 12, 25, 9, 30))
+    later = next_occurrence(result.calendar, result.uid, utc(2030, 12, 26), options)
+    assert later == Occurrence(utc(2031, 1, 8, 13), utc(2031, 1, 8, 14), utc(2031, 1, 8, 9, 30))
     skipping = next_occurrence(result.calendar, result.uid, after, options,
-                               cancelled={utc(2015, 12, 23, 9, 30)})
-    assert skipping is not None and skipping.start == utc(2016, 1, 6, 9, 30)
-    assert next_occurrence(result.calendar, result.uid, utc(2016, 1, 14), options) is None
+                               cancelled={utc(2030, 12, 25, 9, 30)})
+    assert skipping is not None and skipping.start == utc(2031, 1, 8, 13)
+    assert next_occurrence(result.calendar, result.uid, utc(2031, 1, 16), options) is None
 
 
 def test_range_thisandfuture_moves_the_later_occurrences(options) -> None:
@@ -80,38 +82,44 @@ def test_range_thisandfuture_moves_the_later_occurrences(options) -> None:
 
 def test_thisandfuture_instance_from_lotus_notes(options) -> None:
     # No master; the first instance has an impossible date (30 February) and is
-    # skipped; the second: 5 March 2014 15:00 "W. Europe" (its VTIMEZONE: +0100 in
+    # skipped; the second: 5 March 2031 15:00 "W. Europe" (its VTIMEZONE: +0100 in
     # winter) = 14:00Z.
-    result = _stored("kolab__lotus-notes-853-recurrence-id-thisandfuture.ics", options)
-    found = next_occurrence(result.calendar, result.uid, utc(2014, 3, 1), options)
-    assert found == Occurrence(utc(2014, 3, 5, 14), utc(2014, 3, 5, 15, 30), utc(2014, 3, 5, 14))
+    result = _stored("lotus__notes853-recurrence-id-thisandfuture.ics", options)
+    found = next_occurrence(result.calendar, result.uid, utc(2031, 3, 1), options)
+    assert found == Occurrence(utc(2031, 3, 5, 14), utc(2031, 3, 5, 15, 30), utc(2031, 3, 5, 14))
 
 
 def test_windows_zone_with_interval_and_until(options) -> None:
     # Every 2nd day 11:00 "W. Europe Standard Time" (Berlin, CET = UTC+1) from
-    # 24 Nov 2020 until 26 Nov 10:00Z: 24 Nov 10:00Z and 26 Nov 10:00Z.
-    result = _stored("calcard__exchange2010-teams-recurring-emoji.ics", options)
+    # 24 Nov 2031 until 26 Nov 10:00Z: 24 Nov 10:00Z and 26 Nov 10:00Z.
+    result = _stored("exchange__teams-recurring-emoji.ics", options)
     assert result.timezone == "Europe/Berlin"
-    found = next_occurrence(result.calendar, result.uid, utc(2020, 11, 25), options)
-    assert found == Occurrence(utc(2020, 11, 26, 10), utc(2020, 11, 26, 10, 30),
-                               utc(2020, 11, 26, 10))
-    assert next_occurrence(result.calendar, result.uid, utc(2020, 11, 27), options) is None
+    found = next_occurrence(result.calendar, result.uid, utc(2031, 11, 25), options)
+    assert found == Occurrence(utc(2031, 11, 26, 10), utc(2031, 11, 26, 10, 30),
+                               utc(2031, 11, 26, 10))
+    assert next_occurrence(result.calendar, result.uid, utc(2031, 11, 27), options) is None
 
 
 @pytest.mark.parametrize(
     ("name", "zone", "start"),
     [
-        # 14 Aug 2017 11:00 W. Europe Standard Time, summer (UTC+2)
-        ("tine20__outlook2010-request.ics", "Europe/Berlin", utc(2017, 8, 14, 9)),
-        # 27 Nov 2021 09:00 FLE Standard Time (Kyiv, UTC+2)
-        ("thunderbird__outlook-invite.eml", "Europe/Kiev", utc(2021, 11, 27, 7)),
-        # 20 Feb 2015 09:30 Romance Standard Time (Paris, UTC+1)
-        ("nylas__exchange2010-romance-tz.ics", "Europe/Paris", utc(2015, 2, 20, 8, 30)),
-        # legacy Exchange name: 16 Mar 2012 18:00 (GMT+01.00) Sarajevo, before DST
-        ("tine20__exchange-cdo-external.ics", "Europe/Sarajevo", utc(2012, 3, 16, 17)),
-        # Lotus "Eastern" with its own VTIMEZONE: 11 Apr 2005 09:00 EDT (UTC-4)
-        ("apple-calendarserver__lotus-notes6-calconnect-rdate-request.ics",
-         "America/New_York", utc(2005, 4, 11, 13)),
+        # 14 Aug 2031 11:00 W. Europe Standard Time, summer (UTC+2)
+        ("outlook__2010-request.ics", "Europe/Berlin", utc(2031, 8, 14, 9)),
+        # 27 Nov 2031 09:00 FLE Standard Time (Kyiv, UTC+2), base64 calendar part
+        ("exchange__online-request-base64.eml", "Europe/Kiev", utc(2031, 11, 27, 7)),
+        # 15 Apr 2031 11:00 Russian Standard Time (UTC+3), quoted-printable calendar part
+        ("outlook__request-qp.eml", "Europe/Moscow", utc(2031, 4, 15, 8)),
+        # 20 Feb 2031 09:30 Romance Standard Time (Paris, UTC+1)
+        ("exchange__2010-romance-tz.ics", "Europe/Paris", utc(2031, 2, 20, 8, 30)),
+        # legacy Exchange name: 14 Mar 2031 18:00 (GMT+01.00) Sarajevo, before DST
+        ("exchange__2003-cdo-legacy-tz.ics", "Europe/Sarajevo", utc(2031, 3, 14, 17)),
+        # legacy Exchange name, CR-only mail: 18 Mar 2031 10:00 Tijuana, after the
+        # 9 March switch to PDT (UTC-7)
+        ("exchange__2003-cdo-cr-only-line-endings.eml", "America/Tijuana", utc(2031, 3, 18, 17)),
+        # Lotus "Eastern" with its own VTIMEZONE: 14 Apr 2031 09:00 EDT (UTC-4)
+        ("lotus__notes6-rdate-request.ics", "America/New_York", utc(2031, 4, 14, 13)),
+        # Lotus "FLE": 22 Sep 2031 10:00 EEST (UTC+3)
+        ("lotus__notes-invite-fle-tz.eml", "Europe/Kiev", utc(2031, 9, 22, 7)),
     ],
 )
 def test_windows_and_legacy_zone_names(name, zone, start, options) -> None:
@@ -148,67 +156,69 @@ def test_legacy_moscow_name_with_vtimezone(options) -> None:
 
 
 def test_all_day_weekly_read_in_the_default_zone(options) -> None:
-    # Wednesdays, all day, from 25 Apr 2018.  In Moscow (UTC+3) 2 May starts at
-    # 1 May 21:00Z; 25 Apr has ended by 26 Apr 00:00Z.
+    # Wednesdays, all day, from 23 Apr 2031.  In Moscow (UTC+3) 30 Apr starts at
+    # 29 Apr 21:00Z; 23 Apr has ended by 24 Apr 00:00Z.
     result = _stored("evolution__allday-weekly-recurring.ics", options)
     assert result.all_day
-    found = next_occurrence(result.calendar, result.uid, utc(2018, 4, 26), options)
-    assert found == Occurrence(utc(2018, 5, 1, 21), utc(2018, 5, 2, 21), utc(2018, 5, 1, 21))
+    found = next_occurrence(result.calendar, result.uid, utc(2031, 4, 24), options)
+    assert found == Occurrence(utc(2031, 4, 29, 21), utc(2031, 4, 30, 21), utc(2031, 4, 29, 21))
     berlin = EngineOptions(default_timezone="Europe/Berlin")  # CEST, UTC+2
-    found = next_occurrence(result.calendar, result.uid, utc(2018, 4, 26), berlin)
-    assert found is not None and found.start == utc(2018, 5, 1, 22)
+    found = next_occurrence(result.calendar, result.uid, utc(2031, 4, 24), berlin)
+    assert found is not None and found.start == utc(2031, 4, 29, 22)
 
 
 def test_floating_times_are_read_in_the_default_zone(options) -> None:
-    # 6 Oct 2017 15:00:01 floating: Moscow (UTC+3) 12:00:01Z; Berlin (CEST) 13:00:01Z
+    # 6 Oct 2031 15:00:01 floating: Moscow (UTC+3) 12:00:01Z; Berlin (CEST) 13:00:01Z;
+    # the end, 9 Oct 10:00:02, in Moscow: 07:00:02Z
     result = _stored("tine20__floating-time-no-method.ics", options)
     assert result.timezone == "Europe/Moscow"
-    assert result.start == utc(2017, 10, 6, 12, 0, 1)
-    assert result.end == utc(2017, 10, 9, 7, 0, 2)
+    assert result.start == utc(2031, 10, 6, 12, 0, 1)
+    assert result.end == utc(2031, 10, 9, 7, 0, 2)
     berlin = EngineOptions(default_timezone="Europe/Berlin")
-    found = next_occurrence(result.calendar, result.uid, utc(2017, 1, 1), berlin)
-    assert found is not None and found.start == utc(2017, 10, 6, 13, 0, 1)
+    found = next_occurrence(result.calendar, result.uid, utc(2031, 1, 1), berlin)
+    assert found is not None and found.start == utc(2031, 10, 6, 13, 0, 1)
 
 
 def test_tzid_without_vtimezone_is_read_in_the_default_zone(options) -> None:
-    # TZID=BRT, no VTIMEZONE, no known meaning: 5 Feb 2019 15:00 Moscow = 12:00Z
-    result = _stored("tine20__google-request-undefined-tzid.ics", options)
-    assert result.start == utc(2019, 2, 5, 12)
+    # TZID=BRT, no VTIMEZONE, no known meaning: 5 Feb 2031 15:00 Moscow = 12:00Z
+    result = _stored("google__request-undefined-tzid.ics", options)
+    assert result.start == utc(2031, 2, 5, 12)
     assert any("BRT" in warning for warning in result.warnings)
 
 
 def test_open_ended_weekly_far_in_the_future(options) -> None:
-    # Mondays 13:30 America/Los_Angeles; 1 Jun 2030 is a Saturday; 3 Jun 13:30 PDT
-    # (UTC-7) = 20:30Z.
-    result = _stored("nylas__google-weekly-recurring.ics", options)
-    found = next_occurrence(result.calendar, result.uid, utc(2030, 6, 1), options)
-    assert found is not None and found.start == utc(2030, 6, 3, 20, 30)
-    skipped = next_occurrence(result.calendar, result.uid, utc(2030, 6, 1), options,
-                              cancelled=frozenset({utc(2030, 6, 3, 20, 30)}))
-    assert skipped is not None and skipped.start == utc(2030, 6, 10, 20, 30)
+    # Mondays 13:30 America/Los_Angeles from 6 Jan 2031, no end; 1 Jun 2033 is a
+    # Wednesday; 6 Jun 13:30 PDT (UTC-7) = 20:30Z.
+    result = _stored("google__weekly-recurring.ics", options)
+    found = next_occurrence(result.calendar, result.uid, utc(2033, 6, 1), options)
+    assert found is not None and found.start == utc(2033, 6, 6, 20, 30)
+    skipped = next_occurrence(result.calendar, result.uid, utc(2033, 6, 1), options,
+                              cancelled=frozenset({utc(2033, 6, 6, 20, 30)}))
+    assert skipped is not None and skipped.start == utc(2033, 6, 13, 20, 30)
 
 
 def test_instances_without_master(options) -> None:
-    # Two moved instances only: 2 May 13:00Z (RID 00:00Z) and 9 May 14:00Z (RID 00:00Z)
+    # Two moved instances only: 7 May 13:00Z (RID 00:00Z) and 14 May 14:00Z (RID 00:00Z)
     result = _stored("evolution__recurrence-id-override.ics", options)
     assert not result.has_master and result.recurring
-    assert result.recurrence_ids == (utc(2018, 5, 2), utc(2018, 5, 9))
-    found = next_occurrence(result.calendar, result.uid, utc(2018, 5, 3), options)
-    assert found == Occurrence(utc(2018, 5, 9, 14), utc(2018, 5, 9, 14, 30), utc(2018, 5, 9))
+    assert result.recurrence_ids == (utc(2031, 5, 7), utc(2031, 5, 14))
+    found = next_occurrence(result.calendar, result.uid, utc(2031, 5, 8), options)
+    assert found == Occurrence(utc(2031, 5, 14, 14), utc(2031, 5, 14, 14, 30), utc(2031, 5, 14))
 
 
 def test_rescheduled_instance_with_rdate_period(options) -> None:
-    # 28 Apr 2005 11:00 "Eastern" (EDT, UTC-4) = 15:00Z; RECURRENCE-ID 13:00Z
-    result = _stored("apple-calendarserver__lotus-notes6-reschedule-one-instance.ics", options)
-    assert result.next_occurrence == Occurrence(utc(2005, 4, 28, 15), utc(2005, 4, 28, 16),
-                                                utc(2005, 4, 28, 13))
+    # 28 Apr 2031 11:00 "Eastern" (EDT, UTC-4) = 15:00Z; RECURRENCE-ID 13:00Z
+    result = _stored("lotus__notes6-reschedule-one-instance.ics", options)
+    assert result.next_occurrence == Occurrence(utc(2031, 4, 28, 15), utc(2031, 4, 28, 16),
+                                                utc(2031, 4, 28, 13))
 
 
 def test_an_occurrence_in_progress_counts_unless_asked_otherwise(options) -> None:
-    result = _stored("thunderbird__single-event.eml", options)  # 16 Mar 2022 11:00-11:30Z
-    during = utc(2022, 3, 16, 11, 15)
+    # 12 Mar 2031 10:00-10:30 Europe/Moscow = 07:00-07:30Z
+    result = _stored("thunderbird__single-event.eml", options)
+    during = utc(2031, 3, 12, 7, 15)
     assert next_occurrence(result.calendar, result.uid, during, options).start == utc(
-        2022, 3, 16, 11)
+        2031, 3, 12, 7)
     assert next_occurrence(result.calendar, result.uid, during, options,
                            include_ongoing=False) is None
 
@@ -224,7 +234,7 @@ def test_cancelled_instances_and_cancelled_series(options) -> None:
     result = _stored(raw, options)
     found = next_occurrence(result.calendar, "daily", utc(2024, 3, 1, 12), options)
     assert found is not None and found.start == utc(2024, 3, 3, 9)
-    cancel = _stored("kde-akonadi__cancel-daily-series-london.ics", options)
+    cancel = _stored("akonadi__cancel-daily-series-london.ics", options)
     assert cancel.next_occurrence is None  # STATUS:CANCELLED on the whole series
 
 

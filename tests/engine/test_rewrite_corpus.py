@@ -1,4 +1,5 @@
-"""Rewriting every processable corpus REQUEST: where the link goes, what must not change.
+"""Rewriting every processable REQUEST of the in-repository corpus: where the link goes,
+what must not change.
 
 The checks read the results with the stdlib ``email`` parser and with icalendar,
 not with the engine's own MIME or iCalendar code.
@@ -15,8 +16,9 @@ from email.message import Message
 import icalendar
 import pytest
 
-from tests.engine.conftest import EARLY, LINK, OTHER_LINK, corpus_bytes
+from tests.engine.conftest import EARLY, LINK, OTHER_LINK
 from tests.engine.test_corpus_table import EXPECTED
+from tests.support.fixtures import client_fixture
 from webinar_proxy.engine import classify, remove_conference, rewrite
 from webinar_proxy.mail.joinblock import HTML_BEGIN, TEXT_BEGIN
 
@@ -112,7 +114,7 @@ def _uid(name: str) -> str:
 @pytest.fixture(params=REQUESTS)
 def request_mail(request, options) -> tuple[str, bytes, bytes]:
     name = request.param
-    raw = corpus_bytes(name)
+    raw = client_fixture(name)
     result = classify(raw, None, options, EARLY)
     assert result.processable, result.reason
     return name, raw, rewrite(raw, result.uid, LINK, options)

@@ -1,7 +1,7 @@
 """A short, deterministic slice of the fuzzer for CI.
 
-Hypothesis picks a corpus file (or a built-in invitation when the corpus is absent)
-and drives the structured mutations of ``fuzz.mutate`` with its own ``Random``;
+Hypothesis picks a file of the in-repository corpus (or a built-in invitation) and
+drives the structured mutations of ``fuzz.mutate`` with its own ``Random``;
 every mutated input must keep the engine's promises (``fuzz.target.check``).
 Derandomized with a fixed number of examples, so every run tries the same inputs.
 The long runs are ``fuzz/fuzz_engine.py``.
@@ -16,14 +16,14 @@ from hypothesis import strategies as st
 
 from fuzz.mutate import load_seeds, mutate
 from fuzz.target import check
-from tests.engine.conftest import CORPUS_DIR
 from tests.fuzz.test_regressions import _event, _mail
+from tests.support.fixtures import CLIENTS_DIR
 
 BUILT_IN = [
     _mail(_event("RRULE:FREQ=WEEKLY;COUNT=10", "ATTENDEE;CN=Ann:mailto:ann@example.net")),
     _event("DESCRIPTION:Agenda\\, first line\\nsecond").encode(),
 ]
-SEEDS = BUILT_IN + (load_seeds(CORPUS_DIR) if CORPUS_DIR.is_dir() else [])
+SEEDS = BUILT_IN + load_seeds(CLIENTS_DIR)
 
 
 @settings(derandomize=True, max_examples=100, deadline=None, database=None,

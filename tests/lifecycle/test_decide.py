@@ -10,7 +10,7 @@ import pytest
 from webinar_proxy.calendar import Attendee
 from webinar_proxy.calendar.occurrences import Occurrence
 from webinar_proxy.engine import Classification
-from webinar_proxy.lifecycle.decide import Action, decide, is_served
+from webinar_proxy.lifecycle.decide import Action, Bookkeeping, after_request, decide, is_served
 from webinar_proxy.store import ConferenceRecord, ConferenceState, Registration
 
 ORG = "boss@example.org"
@@ -30,6 +30,10 @@ ACTIVE = ConferenceRecord(
 
 def person(address: str) -> Attendee:
     return Attendee(address=address, name=None, role=None, cutype="INDIVIDUAL", partstat=None, is_person=True)
+
+
+def room(address: str) -> Attendee:
+    return Attendee(address=address, name=None, role=None, cutype="ROOM", partstat=None, is_person=False)
 
 
 ROWS = [
@@ -102,3 +106,119 @@ def test_a_retry_after_a_failed_creation_is_not_called_an_update():
     assert decision.action is Action.ENSURE
     assert "update" not in decision.reason and "did not finish" in decision.reason
     assert decide(replace(BASE, sequence=2), ACTIVE).reason == "update of a meeting with a conference"
+
+
+# --- CANCELs as calendar servers send them: decided by where the mail goes ---------
+
+ANN, BOB, DAN = "ann@x.net", "bob@x.net", "dan@x.net"
+CARL = "carl@x.net"  # SCHEDULE-AGENT=CLIENT: in the meeting, never mailed by the server
+LU = "lu@example.org"  # a user the server delivers to internally: never mailed
+ROOM = "room-7@example.org"
+MEETING = replace(
+    ACTIVE,
+    registrations=(Registration(ORG, "ADMIN", 1), Registration(ANN, "GUEST", 2),
+                   Registration(BOB, "GUEST", 3), Registration(CARL, "GUEST", 4),
+                   Registration(LU, "GUEST", 5)),
+    attendees=(ANN, BOB, CARL, LU, ROOM), mailed_to=(ANN, BOB),
+)
+CANCEL = replace(BASE, method="CANCEL", sequence=2, conference_requested=False)
+
+
+def cancel(*lines: Attendee, sequence: int = 2, **changes) -> Classification:
+    return replace(CANCEL, attendees=lines, sequence=sequence, **changes)
+
+
+CANCEL_ROWS = [
+    # (name, CANCEL, stored record, envelope recipients, action, uninvited)
+    ("sabre: attendee removed, the CANCEL lists only them",
+     cancel(person(BOB)), MEETING, [BOB], Action.UNREGISTER, {BOB}),
+    ("sabre: meeting deleted, first of the per-attendee CANCELs",
+     cancel(person(ANN), sequence=3), MEETING, [ANN], Action.UNREGISTER, {ANN}),
+    ("sabre: meeting deleted, the last per-attendee CANCEL; never-mailed attendees "
+     "(SCHEDULE-AGENT=CLIENT, local users) keep nothing alive",
+     cancel(person(BOB), sequence=3), replace(MEETING, cancel_sequence=3, cancelled_to=(ANN,)),
+     [BOB], Action.CANCEL, set()),
+    ("sabre: room removed, the CANCEL to the room",
+     cancel(room(ROOM)), MEETING, [ROOM], Action.UNREGISTER, {ROOM}),
+    ("sabre: deleted, the room's CANCEL after all people's never completes it alone",
+     cancel(room(ROOM), sequence=3), replace(MEETING, mailed_to=(ANN,), cancel_sequence=3),
+     [ROOM], Action.UNREGISTER, {ROOM}),
+    ("SOGo: CANCEL to the removed person lists those who remain",
+     cancel(person(ANN), room(ROOM)), MEETING, [BOB], Action.UNREGISTER, {BOB}),
+    ("SOGo: CANCEL to the removed room lists the remaining attendee",
+     cancel(person(ANN), person(BOB)), MEETING, [ROOM], Action.UNREGISTER, {ROOM}),
+    ("SOGo: the last mailed person removed, the lines name who remains",
+     cancel(room(ROOM)), replace(MEETING, mailed_to=(BOB,)), [BOB], Action.UNREGISTER, {BOB}),
+    ("SOGo: meeting deleted, one CANCEL per attendee listing everyone",
+     cancel(person(ANN), person(BOB), sequence=3),
+     replace(MEETING, cancel_sequence=3, cancelled_to=(BOB,)), [ANN], Action.CANCEL, set()),
+    ("addresses uninvited by an earlier SEQUENCE's CANCEL no longer count",
+     cancel(person(ANN), sequence=4), replace(MEETING, cancel_sequence=2, cancelled_to=(BOB,)),
+     [ANN], Action.CANCEL, set()),
+    ("CANCELs of an earlier SEQUENCE do not add up with this one",
+     cancel(person(ANN), sequence=4),
+     replace(MEETING, mailed_to=(ANN, BOB, DAN), cancel_sequence=2, cancelled_to=(BOB,)),
+     [ANN], Action.UNREGISTER, {ANN}),
+    ("STATUS:CANCELLED to one attendee cancels the meeting",
+     cancel(person(ANN), status="CANCELLED"), MEETING, [ANN], Action.CANCEL, set()),
+    ("one CANCEL to everyone mailed",
+     cancel(person(ANN), person(BOB)), MEETING, [ANN, BOB], Action.CANCEL, set()),
+    ("removing an attendee never registered never deletes anything",
+     cancel(person(DAN)), replace(MEETING, attendees=(ANN, BOB, DAN), mailed_to=(DAN,)),
+     [DAN], Action.UNREGISTER, {DAN}),
+    ("a list the MTA expanded: recipients not attendees, the lines decide",
+     cancel(person("team@x.net")),
+     replace(MEETING, attendees=(ANN, BOB, "team@x.net"), mailed_to=(ANN, BOB, "m1@x.net")),
+     ["m1@x.net"], Action.UNREGISTER, {"team@x.net"}),
+    ("a list the MTA expanded, cancelled to all its members",
+     cancel(person("team@x.net")),
+     replace(MEETING, attendees=("team@x.net",), mailed_to=("m1@x.net", "m2@x.net"),
+             registrations=(Registration(ORG, "ADMIN", 1), Registration("team@x.net", "GUEST", 2))),
+     ["m1@x.net", "m2@x.net"], Action.CANCEL, set()),
+    ("a record from before the envelope was kept: a CANCEL to every registered attendee",
+     cancel(person(ANN), person(BOB), person(CARL), person(LU)),
+     replace(MEETING, mailed_to=(), attendees=()), [ANN, BOB, CARL, LU], Action.CANCEL, set()),
+    ("a record from before the envelope was kept: a CANCEL to some",
+     cancel(person(ANN)), replace(MEETING, mailed_to=(), attendees=()), [ANN],
+     Action.UNREGISTER, {ANN}),
+    ("a copy to the organizer alone uninvites nobody",
+     cancel(person(ANN), person(BOB)), MEETING, [ORG], Action.UNREGISTER, set()),
+    ("a CANCEL from someone else never acts",
+     cancel(person(ANN), status="CANCELLED", from_organizer=False), MEETING, [ANN],
+     Action.PASS, set()),
+]
+
+
+@pytest.mark.parametrize(("classification", "record", "rcpts", "expected", "uninvited"),
+                         [row[1:] for row in CANCEL_ROWS], ids=[row[0] for row in CANCEL_ROWS])
+def test_cancel_table(classification, record, rcpts, expected, uninvited):
+    decision = decide(classification, record, rcpt_tos=rcpts)
+    assert decision.action is expected, decision.reason
+    assert decision.uninvited == uninvited
+
+
+def test_cancels_of_one_sequence_add_up_and_are_stored():
+    first = decide(cancel(person(ANN), sequence=3), MEETING, rcpt_tos=[ANN])
+    assert first.bookkeeping == Bookkeeping(frozenset(MEETING.attendees), frozenset({ANN, BOB}),
+                                            3, frozenset({ANN}))
+    stored = replace(MEETING, **first.bookkeeping.as_fields())
+    assert decide(cancel(person(BOB), sequence=3), stored, rcpt_tos=[BOB]).action is Action.CANCEL
+
+
+def test_a_request_stores_its_recipients_except_the_organizer_and_rooms():
+    request = replace(BASE, attendees=(person(ANN), person(BOB), room(ROOM)))
+    book = after_request(request, ACTIVE, [ANN, BOB, ROOM, ORG])
+    assert book == Bookkeeping(frozenset({ANN, BOB, ROOM}), frozenset({ANN, BOB}), None, frozenset())
+    # one more REQUEST, to a new attendee only (sabre mails only the one added)
+    stored = replace(ACTIVE, **book.as_fields())
+    added = replace(BASE, attendees=(person(ANN), person(BOB), person(DAN), room(ROOM)))
+    assert after_request(added, stored, [DAN]).mailed_to == {ANN, BOB, DAN}
+
+
+def test_a_request_finishes_the_uninvitations_before_it():
+    stored = replace(MEETING, cancel_sequence=2, cancelled_to=(BOB,))
+    # BOB got a CANCEL, ANN the update; CARL is no longer listed either
+    update = replace(BASE, sequence=3, attendees=(person(ANN), person(LU), room(ROOM)))
+    book = after_request(update, stored, [ANN])
+    assert book.mailed_to == {ANN} and book.cancel_sequence is None and not book.cancelled_to
+    assert {BOB, CARL} <= book.attendees  # still known as attendees: a late CANCEL names them

@@ -9,8 +9,9 @@ import email
 import email.policy
 from datetime import UTC, datetime, timedelta
 
+from tests.support.fixtures import client_fixture
 from tests.support.invites import invitation
-from tests.support.product import Product, calendar_text, corpus, running_product, with_header
+from tests.support.product import Product, calendar_text, running_product, with_header
 from webinar_proxy.store import ConferenceState
 
 T0 = datetime(2022, 3, 1, 9, 0, tzinfo=UTC)
@@ -276,27 +277,32 @@ async def test_attendees_over_the_limit_are_not_registered(tmp_path):
 
 async def test_thunderbird_sequence_create_move_cancel(tmp_path):
     def tb(name: str) -> bytes:
-        return with_header(corpus(f"thunderbird__{name}.eml"), TRIGGER)
+        return with_header(client_fixture(f"thunderbird__{name}.eml"), TRIGGER)
 
-    async with running_product(tmp_path, T0) as product:
-        organizer, rcpts = "sender@example.com", ["receiver@example.com"]
+    async with running_product(tmp_path, datetime(2031, 2, 1, tzinfo=UTC)) as product:
+        organizer = "irina.sokolova@example.com"
+        rcpts = ["pavel@example.net", "marta@example.org"]
         assert (await product.send(tb("single-event"), organizer, rcpts))[0] == 250
         link = product.state()["events"][0]["link"].encode()
         names = {r["email"]: r["name"] for r in product.state()["registrations"]}
-        assert names["receiver@example.com"] == "Receiver"  # the attendee's CN
+        assert names["pavel@example.net"] == "Pavel Orlov"  # the attendee's CN
         assert (await product.send(tb("update-major"), organizer, rcpts))[0] == 250
-        assert product.state()["sessions"][0]["startsAt"].startswith("2022-03-16T05:00")
+        # moved from 10:00 to 14:00 Europe/Moscow (UTC+3)
+        assert product.state()["sessions"][0]["startsAt"].startswith("2031-03-12T11:00")
         assert link in invitations_delivered(product)[-1]
         assert (await product.send(tb("cancel-single-event"), organizer, rcpts))[0] == 250
         assert product.state()["events"] == []
 
 
 async def test_outlook_and_gmail_invitations_get_a_conference(tmp_path):
-    outlook = with_header(corpus("thunderbird__outlook-invite.eml"), TRIGGER)
-    gmail = with_header(corpus("nextcloud-mail__google-request.eml"), TRIGGER)
-    async with running_product(tmp_path, datetime(2020, 1, 1, tzinfo=UTC)) as product:
-        assert (await product.send(outlook, "marge@example.org", ["homer@example.org"]))[0] == 250
-        assert (await product.send(gmail, "alice@example.org", ["bob@example.org"]))[0] == 250
+    outlook = with_header(client_fixture("exchange__online-request-base64.eml"), TRIGGER)
+    gmail = with_header(client_fixture("gmail__request.eml"), TRIGGER)
+    async with running_product(tmp_path, datetime(2031, 1, 1, tzinfo=UTC)) as product:
+        code, _ = await product.send(outlook, "olena.kovalenko@example.org", ["taras@example.org"])
+        assert code == 250
+        code, _ = await product.send(gmail, "alice.weber@example.org",
+                                     ["bob.krause@example.org", "carla@example.net"])
+        assert code == 250
         state = product.state()
     assert len(state["events"]) == 2
     outlook_out, gmail_out = invitations_delivered(product)

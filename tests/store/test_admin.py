@@ -44,8 +44,8 @@ async def fill(store) -> None:
             registrations=(Registration("ann@example.org", "GUEST", 7),),
         )
     )
-    await store.put(ConferenceRecord("a@example.org", "shared", state="pending_delete"))
-    await store.put(ConferenceRecord("b@example.org", "shared", state="deleted"))
+    await store.put(ConferenceRecord("a@example.org", "one-uid", state="pending_delete"))
+    await store.put(ConferenceRecord("b@example.org", "one-uid", state="deleted"))
 
 
 async def test_list_as_json(store, store_url):
@@ -55,8 +55,8 @@ async def test_list_as_json(store, store_url):
     listed = json.loads(stdout)
     assert {(item["organizer"], item["uid"]) for item in listed} == {
         ("boss@example.org", "weekly@example.org"),
-        ("a@example.org", "shared"),
-        ("b@example.org", "shared"),
+        ("a@example.org", "one-uid"),
+        ("b@example.org", "one-uid"),
     }
     weekly = next(item for item in listed if item["uid"] == "weekly@example.org")
     assert weekly["state"] == "active"
@@ -95,26 +95,26 @@ async def test_show_not_found_and_ambiguous(store, store_url):
     assert (code, stdout) == (1, "")
     assert "no stored conference" in stderr
 
-    code, _, stderr = await run_cli(store_url, "show", "shared")
+    code, _, stderr = await run_cli(store_url, "show", "one-uid")
     assert code == 1
     assert "--organizer" in stderr and "a@example.org" in stderr
 
-    code, stdout, _ = await run_cli(store_url, "show", "shared", "--organizer", "B@example.org")
+    code, stdout, _ = await run_cli(store_url, "show", "one-uid", "--organizer", "B@example.org")
     assert code == 0
     assert "state: deleted" in stdout.splitlines()
 
 
 async def test_forget(store, store_url):
     await fill(store)
-    code, _, stderr = await run_cli(store_url, "forget", "shared")
+    code, _, stderr = await run_cli(store_url, "forget", "one-uid")
     assert code == 1 and "several organizers" in stderr
 
-    code, stdout, _ = await run_cli(store_url, "forget", "shared", "--organizer", "b@example.org")
+    code, stdout, _ = await run_cli(store_url, "forget", "one-uid", "--organizer", "b@example.org")
     assert code == 0 and "forgot deleted conference" in stdout  # nothing left on the platform
-    assert await store.get("b@example.org", "shared") is None
-    assert await store.get("a@example.org", "shared") is not None
+    assert await store.get("b@example.org", "one-uid") is None
+    assert await store.get("a@example.org", "one-uid") is not None
 
-    code, _, _ = await run_cli(store_url, "forget", "shared", "--organizer", "b@example.org")
+    code, _, _ = await run_cli(store_url, "forget", "one-uid", "--organizer", "b@example.org")
     assert code == 1
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import pathlib
 import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -16,6 +17,8 @@ from webinar_proxy.store import (
     Registration,
     StoreError,
     open_store,
+    postgres,
+    sqlite,
 )
 from webinar_proxy.store.records import COLUMNS, utc_now
 
@@ -48,6 +51,10 @@ def full_record(organizer: str = "Boss@Example.ORG", uid: str = "uid-1@example.o
             Registration("Ann@example.org", "LECTURER", None),
             Registration("bob@example.org", "GUEST", 3),
         ),
+        attendees=("ann@example.org", "bob@example.org", "room-1@example.org"),
+        mailed_to=("ann@example.org", "bob@example.org"),
+        cancel_sequence=8,
+        cancelled_to=("bob@example.org",),
         created_at=datetime(2030, 1, 1, 12, 0, tzinfo=MOSCOW),
         deleted_at=datetime(2030, 1, 2, tzinfo=UTC),
         delete_attempts=3,
@@ -129,10 +136,10 @@ async def test_put_stamps_deleted_at_once(store):
 
 
 async def test_find_by_uid_spans_organizers(store):
-    await store.put(ConferenceRecord("b@example.org", "shared"))
-    await store.put(ConferenceRecord("a@example.org", "shared"))
+    await store.put(ConferenceRecord("b@example.org", "one-uid"))
+    await store.put(ConferenceRecord("a@example.org", "one-uid"))
     await store.put(ConferenceRecord("a@example.org", "other"))
-    found = await store.find_by_uid("shared")
+    found = await store.find_by_uid("one-uid")
     assert [record.organizer for record in found] == ["a@example.org", "b@example.org"]
     assert await store.find_by_uid("nothing") == []
 
@@ -296,3 +303,44 @@ async def test_a_newer_schema_is_refused(store_url):
     _set_schema_version(store_url, 999)
     with pytest.raises(StoreError, match="newer"):
         await open_store(store_url)
+
+
+async def test_a_version_1_database_is_migrated_and_its_rows_kept(store_url):
+    # A database written before the CANCEL bookkeeping columns existed.
+    migrations = sqlite.MIGRATIONS if store_url.startswith("sqlite:") else postgres.MIGRATIONS
+    old = (
+        "INSERT INTO conferences (organizer, uid, state, event_id, session_id, link, sequence,"
+        " summary, recurring, cancelled_occurrences, registrations, created_at, updated_at)"
+        " VALUES ('boss@example.org', 'old-1', 'active', 1, 2, 'https://events.webinar.ru/o/1',"
+        " 0, 'Old', {false}, {empty}, '[]', '2030-01-01T00:00:00.000000+00:00',"
+        " '2030-01-01T00:00:00.000000+00:00')"
+    )
+    create_v1 = "CREATE TABLE schema_version (version integer PRIMARY KEY, applied_at text NOT NULL)"
+    if store_url.startswith("sqlite:"):
+        path = store_url.removeprefix("sqlite://")
+        pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with sqlite3.connect(path) as conn:
+            conn.execute(create_v1)
+            for statement in migrations[0]:
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_version VALUES (1, '2030-01-01')")
+            conn.execute(old.format(false=0, empty="'[]'"))
+        conn.close()
+    else:
+        with psycopg.connect(store_url) as conn:
+            conn.execute(create_v1.replace("applied_at text", "applied_at timestamptz"))
+            for statement in migrations[0]:
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_version VALUES (1, '2030-01-01')")
+            conn.execute(old.format(false="false", empty="'{}'"))
+    opened = await open_store(store_url)
+    try:
+        record = await opened.get("boss@example.org", "old-1")
+        assert record is not None and record.summary == "Old"
+        assert (record.attendees, record.mailed_to, record.cancel_sequence, record.cancelled_to) == (
+            (), (), None, ())
+        await opened.put(dataclasses.replace(record, mailed_to=("ann@example.org",)))
+        assert (await opened.get("boss@example.org", "old-1")).mailed_to == ("ann@example.org",)
+    finally:
+        await opened.close()
+    assert _schema_versions(store_url) == list(range(1, len(migrations) + 1))

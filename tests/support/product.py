@@ -12,8 +12,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.support.relay import running_relay
 from tests.support.smtp import NextHopBehaviour, RunningNextHop, WireClient, dot_stuff, running_next_hop
 from webinar_proxy.settings import (
@@ -31,7 +29,6 @@ from webinar_proxy.webinar.pacing import Backoff
 from webinar_proxy.wiring import Services, open_services
 
 TOKEN = "fake-token-5d1c9a7e"
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "itip"
 
 
 class Clock:
@@ -114,14 +111,6 @@ async def running_product(
             running_relay(settings.smtp, services.pipeline) as relay,
         ):
             yield Product(fake, hop, relay, services, settings, clock)
-
-
-def corpus(name: str) -> bytes:
-    """A file of the shared invitation corpus; the test skips, saying so, without it."""
-    path = CORPUS / name
-    if not path.is_file():
-        pytest.skip(f"invitation corpus not found at {CORPUS}")
-    return path.read_bytes()
 
 
 def with_header(message: bytes, header: bytes) -> bytes:

@@ -21,7 +21,15 @@ from webinar_proxy import engine
 from webinar_proxy.calendar import normalise_address
 from webinar_proxy.engine import Classification, EngineOptions
 from webinar_proxy.lifecycle.conferences import ConferenceManager, utc_now
-from webinar_proxy.lifecycle.decide import Action, decide, is_served
+from webinar_proxy.lifecycle.decide import (
+    ACTING_METHODS,
+    Action,
+    Decision,
+    after_request,
+    decide,
+    is_served,
+    live_record,
+)
 from webinar_proxy.lifecycle.notices import Notice, NoticeKind, build_notice
 from webinar_proxy.pipeline import InboundMessage, TemporaryFailure
 from webinar_proxy.settings import PolicySettings
@@ -36,6 +44,9 @@ OFF_LOOP_BYTES = 256 * 1024
 
 #: Most meetings remembered at once whose creation notice still waits for a delivery.
 MAX_UNANNOUNCED = 10_000
+
+#: Most UIDs remembered at once as already warned about an untrusted sender.
+MAX_WARNED = 10_000
 
 #: Sends one message (envelope sender, recipients, bytes) through the next hop.
 NoticeSender = Callable[[str, Sequence[str], bytes], Awaitable[object]]
@@ -66,6 +77,7 @@ class InvitationPipeline:
         self._unannounced: set[tuple[str, str]] = set()
         self._announcing: dict[str, tuple[str, str]] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._warned_uids: set[str] = set()
 
     def reconfigure(self, options: EngineOptions, policy: PolicySettings) -> None:
         """Apply new templates and policy (SIGHUP) to the messages that follow."""
@@ -83,27 +95,60 @@ class InvitationPipeline:
             return content
         if not is_served(c.organizer, self.policy.organizer_domains):
             return content
+        sender = normalise_address(message.mail_from) if message.mail_from else None
         if self.policy.organizer_check == "envelope" and c.from_organizer:
-            sender = normalise_address(message.mail_from) if message.mail_from else None
             # SENT-BY is written by the sender like From: is: strict means the envelope only.
             c = dataclasses.replace(c, from_organizer=sender == c.organizer)
+        if not c.from_organizer and sender is not None and sender in self._trusted_senders():
+            # A calendar server sending for its users speaks for the ORGANIZER it writes.
+            c = dataclasses.replace(c, from_organizer=True)
         always = is_served(c.organizer, self.policy.always_domains) if self.policy.always_domains else False
         try:
             async with self.store.key_lock(c.organizer, c.uid):
                 record = await self.store.get(c.organizer, c.uid)
-                decision = decide(c, record, always=always)
+                decision = decide(c, record, always=always, rcpt_tos=message.rcpt_tos)
+                if not c.from_organizer and (c.conference_requested or c.has_our_link or always
+                                             or live_record(record) is not None):
+                    self._hint_untrusted_sender(message, c, sender)
                 log.info("session=%s uid=%s method=%s organizer=%s action=%s (%s)",
                          message.session_id, c.uid, c.method, c.organizer, decision.action,
                          decision.reason)
-                return await self._act(message, c, record, decision.action)
+                return await self._act(message, c, record, decision)
         except StoreError as exc:
             log.error("session=%s conference store unavailable: %s", message.session_id, exc)
             raise TemporaryFailure("Conference store unavailable, try again later") from None
 
+    def _trusted_senders(self) -> frozenset[str]:
+        return frozenset(address.lower() for address in self.policy.trusted_senders)
+
+    def _hint_untrusted_sender(self, message: InboundMessage, c: Classification,
+                               sender: str | None) -> None:
+        """Say once per UID why a calendar server's mail for a served organizer, about a
+        meeting with a conference (asked for or made), is not acted on."""
+        assert c.uid is not None and c.organizer is not None
+        if (c.method or "").upper() not in ACTING_METHODS or c.uid in self._warned_uids:
+            return
+        attendees = {a.address.lower() for a in c.attendees}
+        if sender in attendees:
+            return  # an attendee passing the invitation on: nothing to configure
+        if len(self._warned_uids) >= MAX_WARNED:
+            self._warned_uids.clear()
+        self._warned_uids.add(c.uid)
+        log.warning(
+            "session=%s uid=%s: %s for organizer %s is not from the organizer: envelope sender "
+            "<%s>, From: %s, Reply-To: %s. If <%s> is your calendar server sending for its "
+            "users, list it in policy.trusted_senders (and keep it from being forged, see "
+            "docs/deployment.md)", message.session_id, c.uid, c.method, c.organizer,
+            sender or "", ", ".join(c.header_from) or "-", ", ".join(c.reply_to) or "-",
+            sender or "",
+        )
+
     async def _act(
-        self, message: InboundMessage, c: Classification, record: ConferenceRecord | None, action: Action
+        self, message: InboundMessage, c: Classification, record: ConferenceRecord | None,
+        decision: Decision,
     ) -> bytes:
         content = message.content
+        action = decision.action
         assert c.uid is not None and c.organizer is not None
         if action is Action.PASS:
             return content
@@ -126,13 +171,15 @@ class InvitationPipeline:
             return content
         try:
             if action is Action.UNREGISTER:
-                await self.manager.unregister(record, (a.address for a in c.attendees))
+                record = await self.manager.unregister(record, decision.uninvited)
             elif action is Action.CANCEL_OCCURRENCES:
                 await self.manager.cancel_occurrences(record, c.recurrence_ids)
         except WebinarError as exc:
             # The cancellation reaches the attendees anyway; the platform keeps a few
             # extra registrations or an outdated session until the next update.
             log.warning("uid=%s: %s not applied on the platform: %s", c.uid, action, exc)
+        if decision.bookkeeping is not None:
+            await self.store.put(dataclasses.replace(record, **decision.bookkeeping.as_fields()))
         return content
 
     async def _ensure(
@@ -155,6 +202,8 @@ class InvitationPipeline:
         except WebinarError as exc:
             return self._platform_unavailable(message, c, str(exc))
         assert record.link is not None
+        book = after_request(c, record, message.rcpt_tos)
+        record = await self.store.put(dataclasses.replace(record, **book.as_fields()))
         key = (c.organizer, c.uid)
         if created or key in self._unannounced:
             self._unannounced.discard(key)

@@ -218,6 +218,13 @@ def _set_header(header_block: bytes, name: str, value: str, eol: bytes) -> bytes
     return text.encode("latin-1")
 
 
+def _drop_header(header_block: bytes, name: str) -> bytes:
+    """The header block without any ``name`` header (its continuation lines and line end too)."""
+    text = header_block.decode("latin-1")
+    pattern = re.compile(_HEADER_LINE.format(name=re.escape(name)) + r"(?:\r\n|\n|\r)?")
+    return pattern.sub("", text).encode("latin-1")
+
+
 def _set_charset(header_block: bytes, charset: str, eol: bytes) -> bytes:
     text = header_block.decode("latin-1")
     pattern = re.compile(_HEADER_LINE.format(name="content-type"))
@@ -280,9 +287,13 @@ def encode_part_text(
         else:
             body = data
     splices = [Splice(entity.body_start, entity.end, body)]
+    header_end = entity.header_end
+    header = raw[entity.start : header_end]
+    # A part's own Content-Length (SOGo writes one) no longer matches its new body.
+    stale_length = entity.headers.get("content-length") is not None
+    if stale_length:
+        header = _drop_header(header, "Content-Length")
     if charset_change or transfer_change:
-        header_end = entity.header_end
-        header = raw[entity.start : header_end]
         if charset_change:
             header = _set_charset(header, charset_change, eol)
         if transfer_change and not entity.headers_complete:
@@ -291,5 +302,6 @@ def encode_part_text(
             header = b"Content-Transfer-Encoding: " + transfer_change.encode() + eol + header
         elif transfer_change:
             header = _set_header(header, "Content-Transfer-Encoding", transfer_change, eol)
+    if charset_change or transfer_change or stale_length:
         splices.append(Splice(entity.start, header_end, header))
     return splices

@@ -75,6 +75,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX conferences_state_next_attempt ON conferences (state, next_attempt_at)",
         "CREATE INDEX conferences_state_booked_end ON conferences (state, booked_end)",
     ),
+    (
+        "ALTER TABLE conferences ADD COLUMN attendees text[] NOT NULL DEFAULT '{}'",
+        "ALTER TABLE conferences ADD COLUMN mailed_to text[] NOT NULL DEFAULT '{}'",
+        "ALTER TABLE conferences ADD COLUMN cancel_sequence bigint",
+        "ALTER TABLE conferences ADD COLUMN cancelled_to text[] NOT NULL DEFAULT '{}'",
+    ),
 )
 
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM conferences"
@@ -108,7 +114,7 @@ def _encode(record: ConferenceRecord) -> tuple[Any, ...]:
         value = getattr(record, name)
         if name == "registrations":
             value = Jsonb(registrations_to_json(value))
-        elif name == "cancelled_occurrences":
+        elif name in ("cancelled_occurrences", "attendees", "mailed_to", "cancelled_to"):
             value = list(value)
         elif name == "state":
             value = str(value)
@@ -118,7 +124,8 @@ def _encode(record: ConferenceRecord) -> tuple[Any, ...]:
 
 def _decode(row: Sequence[Any]) -> ConferenceRecord:
     fields = dict(zip(COLUMNS, row, strict=True))
-    fields["cancelled_occurrences"] = tuple(fields["cancelled_occurrences"])
+    for name in ("cancelled_occurrences", "attendees", "mailed_to", "cancelled_to"):
+        fields[name] = tuple(fields[name])
     fields["registrations"] = registrations_from_json(fields["registrations"])
     return ConferenceRecord(**fields)
 

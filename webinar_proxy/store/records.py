@@ -85,6 +85,15 @@ class ConferenceRecord:
     recurring: bool = False
     cancelled_occurrences: tuple[datetime, ...] = ()
     registrations: tuple[Registration, ...] = ()
+    #: Every ATTENDEE address of the organizer's invitations so far (lower case).
+    attendees: tuple[str, ...] = ()
+    #: Envelope recipients of the organizer's invitations who are still invited (the
+    #: organizer, rooms and resources left out): who must get a CANCEL for the whole
+    #: meeting to be cancelled when the CANCELs carry no STATUS:CANCELLED.
+    mailed_to: tuple[str, ...] = ()
+    #: SEQUENCE of the organizer's latest CANCELs, and which of ``mailed_to`` they reached.
+    cancel_sequence: int | None = None
+    cancelled_to: tuple[str, ...] = ()
     created_at: datetime = dataclasses.field(default_factory=utc_now)
     #: Set by ``put`` to the time of the write.
     updated_at: datetime = dataclasses.field(default_factory=utc_now)
@@ -110,6 +119,8 @@ class ConferenceRecord:
             tuple(as_utc(value, "cancelled_occurrences") for value in self.cancelled_occurrences),
         )
         fix(self, "registrations", tuple(self.registrations))
+        for name in ("attendees", "mailed_to", "cancelled_to"):
+            fix(self, name, tuple(sorted({address.lower() for address in getattr(self, name)})))
         if self.calendar is not None and not isinstance(self.calendar, bytes):
             fix(self, "calendar", bytes(self.calendar))
 

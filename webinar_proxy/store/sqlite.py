@@ -75,7 +75,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX conferences_state_next_attempt ON conferences (state, next_attempt_at)",
         "CREATE INDEX conferences_state_booked_end ON conferences (state, booked_end)",
     ),
+    (
+        "ALTER TABLE conferences ADD COLUMN attendees TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE conferences ADD COLUMN mailed_to TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE conferences ADD COLUMN cancel_sequence INTEGER",
+        "ALTER TABLE conferences ADD COLUMN cancelled_to TEXT NOT NULL DEFAULT '[]'",
+    ),
 )
+#: Columns holding a list of addresses as JSON text.
+_ADDRESS_LIST_COLUMNS = frozenset({"attendees", "mailed_to", "cancelled_to"})
 
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM conferences"
 _UPSERT = (
@@ -117,6 +125,8 @@ def _encode(record: ConferenceRecord) -> tuple[Any, ...]:
             value = json.dumps([_text(when) for when in value])
         elif name == "registrations":
             value = json.dumps(registrations_to_json(value))
+        elif name in _ADDRESS_LIST_COLUMNS:
+            value = json.dumps(list(value))
         elif name == "recurring":
             value = int(value)
         elif name == "state":
@@ -135,6 +145,8 @@ def _decode(row: Sequence[Any]) -> ConferenceRecord:
     )
     fields["registrations"] = registrations_from_json(json.loads(fields["registrations"]))
     fields["recurring"] = bool(fields["recurring"])
+    for name in _ADDRESS_LIST_COLUMNS:
+        fields[name] = tuple(json.loads(fields[name]))
     return ConferenceRecord(**fields)
 
 
