@@ -130,14 +130,30 @@ NetworkList = Annotated[
 DomainList = Annotated[tuple[str, ...], BeforeValidator(_list_from_env), NoDecode]
 
 
+def _mail_address_problem(address: str) -> str | None:
+    """Why ``address`` (a bare ``local@domain``) is not a mail address, or None."""
+    local, _, domain = address.rpartition("@")
+    parent, _, top = domain.rpartition(".")
+    if parent and top.lower() in email_validator.SPECIAL_USE_DOMAIN_NAMES:
+        # Internal names (corp.local, relay.test) are normal inside an organization;
+        # email-validator refuses them for the Internet, so only the rest's shape is checked.
+        address = f"{local}@{parent}.org"
+    try:
+        email_validator.validate_email(address, check_deliverability=False)
+    except email_validator.EmailNotValidError as exc:
+        return str(exc)
+    return None
+
+
 def _addresses(values: tuple[str, ...]) -> tuple[str, ...]:
-    checked = []
+    checked, problems = [], []
     for value in values:
         address = value.strip().strip("<>").strip().lower()
-        local, _, domain = address.rpartition("@")
-        if not local or "." not in domain or any(ch.isspace() for ch in address):
-            raise ValueError(f"not a mail address: {value!r}")
+        if (problem := _mail_address_problem(address)) is not None:
+            problems.append(f"{value!r} is not a mail address ({problem})")
         checked.append(address)
+    if problems:
+        raise ValueError("; ".join(problems))
     return tuple(checked)
 
 
@@ -171,10 +187,8 @@ def _address_or_empty(value: str) -> str:
     if not value.strip():
         return ""
     address = email.utils.parseaddr(value)[1] if "<" in value else value.strip()
-    try:
-        email_validator.validate_email(address, check_deliverability=False)
-    except email_validator.EmailNotValidError as exc:
-        raise ValueError(f"{value!r} is not a mail address ({exc})") from None
+    if (problem := _mail_address_problem(address)) is not None:
+        raise ValueError(f"{value!r} is not a mail address ({problem})")
     return value.strip()
 
 

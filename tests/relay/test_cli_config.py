@@ -200,3 +200,18 @@ def test_every_command_takes_log_level_and_ends_its_help_with_exit_codes():
     assert "$CREDENTIALS_DIRECTORY/webinar-token" in _run(["check-config", "--help"]).stdout
     bad = _run(["check-config", "--log-level", "loud"])
     assert bad.returncode == 2 and "--log-level" in bad.stderr
+
+
+def test_addresses_are_checked_by_email_validator_and_internal_domains_pass():
+    def check(**env: str) -> subprocess.CompletedProcess[str]:
+        return _run(["check-config"], {"WEBINAR_PROXY_WEBINAR__TOKEN": TOKEN, **env})
+
+    assert check(WEBINAR_PROXY_POLICY__NOTICE_FROM="Webinar <noreply@corp.local>").returncode == 0
+    assert check(WEBINAR_PROXY_POLICY__TRUSTED_SENDERS='["www-data@cal.corp.test"]').returncode == 0
+    refused = check(WEBINAR_PROXY_POLICY__NOTICE_FROM="noreply@localhost",
+                    WEBINAR_PROXY_POLICY__TRUSTED_SENDERS='["ok@example.org", "a b@example.org"]')
+    assert refused.returncode == 2
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("webinar-proxy: policy.notice_from: 'noreply@localhost' is not a mail")
+    assert lines[1].startswith("webinar-proxy: policy.trusted_senders: 'a b@example.org' is not a mail")
