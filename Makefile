@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench man clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ demo: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(BIN)/ruff check webinar_proxy tests bench
 	$(BIN)/pytest
+
+# webinar-proxy(8) is rendered from the argument parser; a test fails when it is stale.
+man: $(BIN)/.installed
+	$(BIN)/python -m webinar_proxy.manpage > man/webinar-proxy.8
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/bench_relay.py

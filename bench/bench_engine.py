@@ -11,7 +11,7 @@ Prints per-message median and p99 for:
   text and as multipart with a base64 attachment;
 * classify + rewrite of an invitation carrying a 1 MB attachment.
 
-Goals (DESIGN / perf-anchors §5.2): ordinary mail recognised in well under
+Goals: ordinary mail recognised in well under
 1 ms per MB; a typical invitation classified and rewritten in under 10 ms.
 """
 

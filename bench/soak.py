@@ -21,9 +21,15 @@ platform's pace, about 4 API calls per invitation) most invitations get 451 once
 wait than the API can serve within the call deadline; ``--rate-limit 1000`` takes the
 pacing out.  Organizer notices are off so the sink sees only the client's mail.
 
-    .venv/bin/python bench/soak.py --quick                  # 2 minutes
+    .venv/bin/python bench/soak.py --quick                  # 2 min of load, ~3.5 min in all
     .venv/bin/python bench/soak.py --quick --rate-limit 1000
-    .venv/bin/python bench/soak.py --minutes 30             # the full soak
+    .venv/bin/python bench/soak.py --minutes 30             # the full soak, ~32 min in all
+
+How long it takes: the load runs for the set time, then the sessions finish the
+transactions they are in.  With the platform's pace (``--rate-limit 2``) invitations
+sent near the end wait for the API for up to a minute or more, so ``--quick`` took
+208 s in all here (120 s of load, the rest start-up and draining).  Progress goes to
+stderr every ``--progress`` seconds (10): time, messages accepted, 4xx, relay RSS.
 
 Loopback only; bounded: the load stops at the set time, a session waits at most
 ``--reply-timeout`` for any reply, and the whole run is cut off after the load time
@@ -308,6 +314,7 @@ async def drive(port: int, relay_pid: int, args: argparse.Namespace, seconds: fl
     stop_at = began + seconds
     meeting_start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3)
     sampler = asyncio.create_task(sample_rss(relay_pid, args.rss_interval, samples, done, began))
+    reporter = asyncio.create_task(report_progress(relay_pid, args.progress, tally, done, began, seconds))
     tasks = [asyncio.create_task(session(n, port, args, stop_at, tally, meeting_start))
              for n in range(args.sessions)]
     # Bounded: a session finishes its transaction at most two reply timeouts after the stop.
@@ -320,8 +327,27 @@ async def drive(port: int, relay_pid: int, args: argparse.Namespace, seconds: fl
     load_seconds = time.monotonic() - began
     done.set()
     await sampler
+    await reporter
     return {"tally": tally, "samples": samples, "load_seconds": load_seconds,
             "unfinished_sessions": len(pending)}
+
+
+async def report_progress(relay_pid: int, interval: float, tally: Tally, done: asyncio.Event,
+                          began: float, seconds: float) -> None:
+    """One line on stderr every ``interval`` seconds, so a long run shows it is alive."""
+    while not done.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), interval)
+        elapsed = time.monotonic() - began
+        phase = "load" if elapsed < seconds else "draining"
+        accepted = sum(1 for outcome, _ in tally.final.values() if outcome == "250")
+        try:
+            rss = proc_kib(relay_pid, "VmRSS")
+        except (OSError, KeyError):
+            rss = 0
+        print(f"soak: {elapsed:5.0f}/{seconds:.0f} s ({phase}), {accepted:,} accepted, "
+              f"{sum(tally.tempfails.values()):,} 4xx attempts, relay RSS "
+              f"{rss / 1024:.1f} MiB", file=sys.stderr, flush=True)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -370,6 +396,7 @@ def run(args: argparse.Namespace) -> dict:
                               f"127.0.0.1:{fake_port}", "--token", TOKEN], {}, work / "fake.log")
         relay = None
         try:
+            print(f"soak: starting sink, fake API and relay in {work}", file=sys.stderr, flush=True)
             wait_for_port(sink_port)
             wait_for_port(fake_port)
             relay = start_process([sys.executable, "-m", "webinar_proxy", "serve"],
@@ -378,6 +405,7 @@ def run(args: argparse.Namespace) -> dict:
             wait_for_port(relay_port)
             time.sleep(1)
             rss_idle = proc_kib(relay.pid, "VmRSS")
+            print(f"soak: {args.sessions} sessions for {seconds:.0f} s", file=sys.stderr, flush=True)
             result = asyncio.run(drive(relay_port, relay.pid, args, seconds))
             rss_end = proc_kib(relay.pid, "VmRSS")
             rss_hwm = proc_kib(relay.pid, "VmHWM")
@@ -472,7 +500,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=30.0)
-    parser.add_argument("--quick", action="store_true", help="2 minutes")
+    parser.add_argument("--quick", action="store_true",
+                        help="2 minutes of load (about 3.5 minutes in all)")
+    parser.add_argument("--progress", type=float, default=10.0, metavar="SECONDS",
+                        help="seconds between progress lines on stderr")
     parser.add_argument("--sessions", type=int, default=100)
     parser.add_argument("--invite-share", type=float, default=0.05)
     parser.add_argument("--rate-limit", type=float, default=2.0,

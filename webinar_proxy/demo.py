@@ -17,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from webinar_proxy.service import configure_logging
 from webinar_proxy.settings import (
     HostPort,
     PolicySettings,
@@ -81,6 +80,13 @@ def sample_invitation(start: datetime, *, sequence: int = 0, method: str = "REQU
     ).encode()
 
 
+def _what_was_delivered(path: Path) -> str:
+    """Tell the mail as sent apart from the relay's own notice to the organizer."""
+    if path.read_bytes().startswith(b"Return-Path: <>"):  # notices go with a null sender
+        return "the relay's notice to the organizer about the conference"
+    return "the mail as the recipients get it"
+
+
 def _summary(state: dict[str, Any]) -> str:
     compact = {
         "events": [{k: e[k] for k in ("eventId", "name", "isSeries", "link")} for e in state["events"]],
@@ -124,7 +130,7 @@ async def _demo(folder: Path) -> int:
                     state = fake.state()
                     print(f"\n== {title}: relay answered {reply}")
                     for path in sink.delivered[seen:]:
-                        print(f"   delivered: {path}")
+                        print(f"   delivered: {path} ({_what_was_delivered(path)})")
                     for event in state["events"]:
                         print(f"   join link: {event['link']}")
                     print("   platform:", _summary(state).replace("\n", "\n   "))
@@ -143,7 +149,6 @@ async def _demo(folder: Path) -> int:
 
 
 def run_demo(keep: str | None = None) -> int:
-    configure_logging()
     if keep:
         folder = Path(keep)
         folder.mkdir(parents=True, exist_ok=True)

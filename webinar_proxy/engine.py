@@ -216,7 +216,7 @@ class EngineOptions:
         """Read ``settings.policy``; loads the administrator's templates (file I/O)."""
         policy = settings.policy
         return cls(
-            location_keyword=policy.location_keyword,
+            location_keyword=policy.location_keyword if policy.location_trigger else "",
             language=policy.language,
             default_timezone=policy.default_timezone,
             templates=JoinTemplates.load(policy.language, policy.template_dir),

@@ -36,8 +36,6 @@ module imports neither the SMTP edge nor the store.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ipaddress
 import json
 import logging
 import platform
@@ -261,11 +259,7 @@ async def start_metrics_server(
 
     if settings.listen is None:
         raise ValueError("metrics.listen is not set")
-    host, port = settings.listen
-    with contextlib.suppress(ValueError):
-        if not ipaddress.ip_address(host.split("%")[0]).is_loopback:
-            log.warning("metrics endpoint on %s is not loopback: it has no authentication",
-                        settings.listen)
+    host, port = settings.listen  # off loopback: warned about with the settings (settings_warnings)
     # No access log: a scrape every few seconds would drown the mail log lines.
     runner = web.AppRunner(_application(metrics, dict(health_checks)), access_log=None)
     await runner.setup()

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,23 +24,12 @@ from webinar_proxy.metrics import (
     start_metrics_server,
     stop_metrics_server,
 )
-from webinar_proxy.settings import ConfigError, Settings
+from webinar_proxy.settings import ConfigError, Settings, settings_warnings
 from webinar_proxy.smtp.server import RelayServer
 from webinar_proxy.store import ConferenceStore, StoreError
 from webinar_proxy.wiring import open_services
 
 log = logging.getLogger("webinar_proxy")
-
-
-def configure_logging(level: int = logging.INFO) -> None:
-    """Plain lines on stderr; journald adds its own timestamps, a terminal gets ours."""
-    under_journald = "JOURNAL_STREAM" in os.environ
-    fmt = "%(levelname)s %(name)s: %(message)s"
-    if not under_journald:
-        fmt = "%(asctime)s " + fmt
-    logging.basicConfig(level=level, format=fmt, stream=sys.stderr, force=True)
-    # aiosmtpd logs every command line (addresses included) at INFO.
-    logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
 def health_checks(relay: RelayServer, store: ConferenceStore) -> dict[str, HealthCheck]:
@@ -59,7 +46,7 @@ def health_checks(relay: RelayServer, store: ConferenceStore) -> dict[str, Healt
 
 
 #: Sections that only a restart applies (they shape listeners, connections and pools).
-RESTART_SECTIONS = ("smtp", "webinar", "store", "scheduler", "metrics")
+RESTART_SECTIONS = ("smtp", "webinar", "store", "scheduler", "metrics", "logging")
 
 
 def reload(pipeline: InvitationPipeline, running: Settings, load: Callable[[], Settings]) -> Settings:
@@ -152,7 +139,9 @@ async def serve(settings: Settings, load: Callable[[], Settings] | None = None) 
 
 
 def run_service(settings: Settings, load: Callable[[], Settings] | None = None) -> int:
-    configure_logging()
+    """Run ``serve``; logging is already set up by the command line."""
+    for warning in settings_warnings(settings):
+        log.warning("%s", warning)
     try:
         asyncio.run(serve(settings, load))
     except (OSError, StoreError) as exc:

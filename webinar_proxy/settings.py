@@ -10,15 +10,18 @@ contain the API token.
 
 from __future__ import annotations
 
+import email.utils
 import ipaddress
 import json
 import os
 import re
 import tomllib
+import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
 
+import email_validator
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -93,22 +96,64 @@ def _list_from_env(value: Any) -> Any:
     return value
 
 
+def _networks(value: Any) -> Any:
+    """Each entry an IP network, explained in plain words when it is not one."""
+    value = _list_from_env(value)
+    if not isinstance(value, list | tuple):
+        return value
+    networks = []
+    problems = []
+    for entry in value:
+        if isinstance(entry, ipaddress.IPv4Network | ipaddress.IPv6Network):
+            networks.append(entry)
+            continue
+        text = str(entry).strip()
+        try:
+            networks.append(ipaddress.ip_network(text))
+        except ValueError:
+            try:
+                loose = ipaddress.ip_network(text, strict=False)
+            except ValueError:
+                problems.append(f"{text!r} is not an IP network")
+            else:
+                problems.append(f"{text!r} has host bits set (did you mean '{loose}'?)")
+    if problems:
+        raise ValueError("; ".join(problems) + " (write networks as '127.0.0.0/8', '::1/128' or '192.0.2.7')")
+    return tuple(networks)
+
+
 NetworkList = Annotated[
     tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...],
-    BeforeValidator(_list_from_env),
+    BeforeValidator(_networks),
     NoDecode,
 ]
 DomainList = Annotated[tuple[str, ...], BeforeValidator(_list_from_env), NoDecode]
 
 
+def _mail_address_problem(address: str) -> str | None:
+    """Why ``address`` (a bare ``local@domain``) is not a mail address, or None."""
+    local, _, domain = address.rpartition("@")
+    parent, _, top = domain.rpartition(".")
+    if parent and top.lower() in email_validator.SPECIAL_USE_DOMAIN_NAMES:
+        # Internal names (corp.local, relay.test) are normal inside an organization;
+        # email-validator refuses them for the Internet, so only the rest's shape is checked.
+        address = f"{local}@{parent}.org"
+    try:
+        email_validator.validate_email(address, check_deliverability=False)
+    except email_validator.EmailNotValidError as exc:
+        return str(exc)
+    return None
+
+
 def _addresses(values: tuple[str, ...]) -> tuple[str, ...]:
-    checked = []
+    checked, problems = [], []
     for value in values:
         address = value.strip().strip("<>").strip().lower()
-        local, _, domain = address.rpartition("@")
-        if not local or "." not in domain or any(ch.isspace() for ch in address):
-            raise ValueError(f"not a mail address: {value!r}")
+        if (problem := _mail_address_problem(address)) is not None:
+            problems.append(f"{value!r} is not a mail address ({problem})")
         checked.append(address)
+    if problems:
+        raise ValueError("; ".join(problems))
     return tuple(checked)
 
 
@@ -124,6 +169,60 @@ def _https_or_http_url(value: str) -> str:
 
 
 UrlField = Annotated[str, AfterValidator(_https_or_http_url)]
+
+
+def _iana_zone(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not an IANA time zone (e.g. 'Europe/Moscow', 'UTC')") from None
+    return value
+
+
+#: A time zone by its IANA name, known to this machine's zone database.
+IanaZone = Annotated[str, AfterValidator(_iana_zone)]
+
+
+def _address_or_empty(value: str) -> str:
+    if not value.strip():
+        return ""
+    address = email.utils.parseaddr(value)[1] if "<" in value else value.strip()
+    if (problem := _mail_address_problem(address)) is not None:
+        raise ValueError(f"{value!r} is not a mail address ({problem})")
+    return value.strip()
+
+
+#: A mail address (``a@example.org`` or ``Name <a@example.org>``); empty = unset.
+AddressOrEmpty = Annotated[str, AfterValidator(_address_or_empty)]
+
+
+def _template_dir(value: Path | None) -> Path | None:
+    if value is None:
+        return None
+    if not value.is_dir():
+        raise ValueError(f"{str(value)!r} is not a directory")
+    from webinar_proxy.engine import LANGUAGES, JoinTemplates
+
+    problems = []
+    for language in LANGUAGES:
+        try:
+            JoinTemplates.load(language, value)
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ValueError("; ".join(problems))
+    return value
+
+
+#: A directory of join-block templates; every ``join_<language>.<txt|html>`` in it must be valid.
+TemplateDir = Annotated[Path | None, AfterValidator(_template_dir)]
+
+
+def _keyword(value: str) -> str:
+    if not value.strip():
+        raise ValueError("empty: it would match nothing (to turn the keyword off, set "
+                         "policy.location_trigger = false)")
+    return value
 
 
 def _store_url(value: str) -> str:
@@ -169,7 +268,7 @@ class WebinarSettings(_Section):
     #: Budget for one API operation including its retries.
     call_deadline_seconds: float = Field(60.0, gt=0)
     #: Zone used when the platform lacks the meeting's zone (platform id 1 = Moscow).
-    default_timezone: str = "Europe/Moscow"
+    default_timezone: IanaZone = "Europe/Moscow"
     #: Owner (organization member id) for conferences whose organizer is not a member.
     default_owner_id: int | None = None
     #: Interface language of created events ("RU" or "EN").
@@ -192,13 +291,15 @@ class StoreSettings(_Section):
 
 class PolicySettings(_Section):
     organizer_domains: DomainList = ()
-    location_keyword: str = "@webinar"
+    location_keyword: Annotated[str, AfterValidator(_keyword)] = "@webinar"
+    #: False: LOCATION never asks for a conference (the other triggers still do).
+    location_trigger: bool = True
     #: Language of the join block and organizer notices ("ru" or "en").
     language: Literal["ru", "en"] = "ru"
     #: Directory with administrator templates overriding the shipped ones.
-    template_dir: Path | None = None
+    template_dir: TemplateDir = None
     #: Zone in which floating (zone-less) times in invitations are read.
-    default_timezone: str = "Europe/Moscow"
+    default_timezone: IanaZone = "Europe/Moscow"
     #: Organizer domains whose every invitation gets a conference, keyword or not.
     always_domains: DomainList = ()
     #: When the platform cannot be reached after retries: "tempfail" answers 451 so the
@@ -209,10 +310,10 @@ class PolicySettings(_Section):
     #: could not be created.
     notify_organizer: bool = True
     #: From: of organizer notices; empty = "webinar-noreply@<organizer's domain>".
-    notice_from: str = ""
+    notice_from: AddressOrEmpty = ""
     #: The platform's limit of participants per conference.
     max_attendees: int = Field(10_000, ge=1)
-    #: Who counts as the organizer (DESIGN §3): "envelope_or_from" = the envelope sender or
+    #: Who counts as the organizer: "envelope_or_from" = the envelope sender or
     #: From: equals ORGANIZER or its SENT-BY; "envelope" = only an envelope sender equal to
     #: ORGANIZER (the address Postfix can bind to the SASL login), so a forged From: or
     #: SENT-BY acts on nothing (delegates sending for the organizer are then not honoured).
@@ -238,6 +339,19 @@ class MetricsSettings(_Section):
     listen: HostPortField | None = None
 
 
+def _level_name(value: Any) -> Any:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(_level_name)]
+
+
+class LoggingSettings(_Section):
+    #: The relay's own messages from this level up; libraries (httpx, aiosmtpd, …) log
+    #: WARNING and above unless the level is DEBUG.
+    level: LogLevel = "INFO"
+
+
 class Settings(BaseSettings):
     """Everything webinar-proxy is configured with; frozen once loaded."""
 
@@ -255,6 +369,7 @@ class Settings(BaseSettings):
     policy: PolicySettings = PolicySettings()
     scheduler: SchedulerSettings = SchedulerSettings()
     metrics: MetricsSettings = MetricsSettings()
+    logging: LoggingSettings = LoggingSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -338,10 +453,13 @@ def _read_credential_token(environ: Mapping[str, str]) -> str | None:
         return None
 
 
-def load_settings(config_path: str | os.PathLike[str] | None = None) -> Settings:
+def load_settings(
+    config_path: str | os.PathLike[str] | None = None, *, for_serving: bool = False
+) -> Settings:
     """Read the file (if any) and the environment into a frozen ``Settings``.
 
-    Raises ``ConfigError`` with every problem found.
+    Raises ``ConfigError`` with every problem found.  ``for_serving``: a token is
+    required too (``serve``, ``check-config``).
     """
     environ = os.environ
     if config_path is None and environ.get(CONFIG_ENV):
@@ -357,6 +475,8 @@ def load_settings(config_path: str | os.PathLike[str] | None = None) -> Settings
         (file_values.get("webinar") or {}).get("token") if isinstance(
             file_values.get("webinar"), dict) else None,
     ) if value]
+    if for_serving and not any(secret.strip() for secret in secrets):
+        problems.append(TOKEN_MISSING)
     if credential is not None and isinstance(file_values.get("webinar", {}), dict):
         # systemd's LoadCredential= wins over the file; an explicit env var wins over both.
         file_values["webinar"] = {**file_values.get("webinar", {}), "token": credential}
@@ -376,13 +496,44 @@ def load_settings(config_path: str | os.PathLike[str] | None = None) -> Settings
     return settings
 
 
+TOKEN_MISSING = (
+    "webinar.token: missing (set WEBINAR_PROXY_WEBINAR__TOKEN, the systemd credential "
+    f"'{TOKEN_CREDENTIAL}', or [webinar] token in the config file)"
+)
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False  # a host name: whatever it resolves to may be reachable from outside
+
+
+def settings_warnings(settings: Settings) -> list[str]:
+    """Usable but probably unintended settings, one plain line each (not errors)."""
+    warnings = []
+    listen = settings.smtp.listen
+    if not _is_loopback(listen.host):
+        allowed = ", ".join(str(network) for network in settings.smtp.allowed_clients) or "nobody"
+        warnings.append(
+            f"smtp.listen: {listen} is not a loopback address: the relay is reachable from the "
+            f"network (smtp.allowed_clients lets in {allowed}); use 127.0.0.1 or ::1 unless "
+            "Postfix runs on another host"
+        )
+    metrics = settings.metrics.listen
+    if metrics is not None and not _is_loopback(metrics.host):
+        warnings.append(
+            f"metrics.listen: {metrics} is not a loopback address: /metrics and /healthz are "
+            "open to the network without authentication; use 127.0.0.1 or ::1, or firewall the port"
+        )
+    return warnings
+
+
 def serve_problems(settings: Settings) -> list[str]:
     """What must also hold before ``serve`` may start (beyond the model's own checks)."""
-    problems = []
     token = settings.webinar.token
     if token is None or not token.get_secret_value().strip():
-        problems.append(
-            "webinar.token: missing (set WEBINAR_PROXY_WEBINAR__TOKEN, the systemd credential "
-            f"'{TOKEN_CREDENTIAL}', or [webinar] token in the config file)"
-        )
-    return problems
+        return [TOKEN_MISSING]
+    return []

@@ -1,9 +1,11 @@
 """``pip install .`` ships what an administrator needs: the wheel built from the tree
-carries the example config, the systemd unit, the Postfix snippets and the deployment
-guide (under ``<prefix>/share``), besides the package and its templates."""
+carries the example config, the systemd unit, the Postfix snippets, the deployment
+guide and the man page webinar-proxy(8) (under ``<prefix>/share``), besides the package
+and its templates."""
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import shutil
 import subprocess
@@ -25,6 +27,7 @@ SHIPPED = {
     "webinar-proxy/postfix/before-queue/master.cf": "config/postfix/before-queue/master.cf",
     "doc/webinar-proxy/deployment.md": "docs/deployment.md",
     "doc/webinar-proxy/sogo.md": "docs/sogo.md",
+    "man/man8/webinar-proxy.8": "man/webinar-proxy.8",
 }
 
 
@@ -56,7 +59,7 @@ def test_wheel_carries_config_unit_and_postfix_snippets(tmp_path: Path):
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, source / name)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
-    for name in ("webinar_proxy", "config", "systemd", "docs"):
+    for name in ("webinar_proxy", "config", "systemd", "docs", "man"):
         shutil.copytree(REPO / name, source / name, ignore=ignore)
     out = tmp_path / "dist"
     result = _build_wheel(source, out)
@@ -75,3 +78,33 @@ def test_wheel_carries_config_unit_and_postfix_snippets(tmp_path: Path):
         assert "webinar_proxy/sdnotify.py" in names
         entry_points = archive.read(f"webinar_proxy-{version}.dist-info/entry_points.txt").decode()
         assert "webinar-proxy = webinar_proxy.cli:main" in entry_points
+
+
+def test_the_shipped_man_page_is_current_and_names_every_command():
+    from webinar_proxy.cli import build_parser
+    from webinar_proxy.manpage import render
+
+    shipped = (REPO / "man" / "webinar-proxy.8").read_text()
+    assert shipped == render(), "man/webinar-proxy.8 is stale: run `make man`"
+    [commands] = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    assert set(commands.choices) >= {"serve", "check-config", "inspect", "conferences", "sink"}
+    for name, parser in commands.choices.items():
+        assert f'.SS "webinar\\-proxy {name.replace("-", chr(92) + "-")}"' in shipped, name
+        for action in parser._actions:
+            for option in action.option_strings:
+                if option in ("-h", "--help"):
+                    continue
+                assert option.replace("-", "\\-") in shipped, (name, option)
+    for verb in ("list", "show", "forget"):
+        assert f'.B "webinar\\-proxy conferences {verb}"' in shipped
+    for section in ("NAME", "SYNOPSIS", "DESCRIPTION", "COMMANDS", "EXIT STATUS", "FILES", "SEE ALSO"):
+        assert f".SH {section}" in shipped
+
+
+@pytest.mark.skipif(shutil.which("groff") is None, reason="needs groff to format the page")
+def test_the_man_page_formats_without_warnings():
+    result = subprocess.run(
+        ["groff", "-man", "-Tutf8", "-ww", "-z", str(REPO / "man" / "webinar-proxy.8")],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0 and result.stderr == "", result.stderr

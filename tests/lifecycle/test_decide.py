@@ -1,4 +1,4 @@
-"""DESIGN §3's table, row by row, on the pure decision function."""
+"""The README's invitation table, row by row, on the pure decision function."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from webinar_proxy.calendar import Attendee
+from webinar_proxy.calendar.occurrences import Occurrence
 from webinar_proxy.engine import Classification
 from webinar_proxy.lifecycle.decide import Action, Bookkeeping, after_request, decide, is_served
 from webinar_proxy.store import ConferenceRecord, ConferenceState, Registration
@@ -16,6 +17,8 @@ ORG = "boss@example.org"
 BASE = Classification(
     processable=True, reason="", is_imip=True, method="REQUEST", uid="u1", organizer=ORG,
     from_organizer=True, sequence=1, has_master=True, conference_requested=True,
+    next_occurrence=Occurrence(datetime(2030, 5, 6, 10, tzinfo=UTC), datetime(2030, 5, 6, 11, tzinfo=UTC),
+                               datetime(2030, 5, 6, 10, tzinfo=UTC)),
 )
 ACTIVE = ConferenceRecord(
     organizer=ORG, uid="u1", state=ConferenceState.ACTIVE, event_id=1, session_id=2,
@@ -67,6 +70,11 @@ ROWS = [
                                       recurrence_ids=(datetime(2022, 1, 1, tzinfo=UTC),)),
      ACTIVE, Action.CANCEL_OCCURRENCES),
     ("CANCEL, nothing stored", replace(BASE, method="CANCEL", status="CANCELLED"), None, Action.PASS),
+    ("new, trigger, no upcoming occurrence", replace(BASE, next_occurrence=None), None, Action.PASS),
+    ("always domain, no upcoming occurrence", replace(BASE, next_occurrence=None,
+                                                      conference_requested=False), None, Action.PASS),
+    ("retry after a failed creation", BASE, replace(ACTIVE, state=ConferenceState.CREATING, link=None,
+                                                   event_id=None, session_id=None), Action.ENSURE),
 ]
 
 
@@ -84,6 +92,20 @@ def test_served_domains():
     assert is_served("a@Corp.Example", ())
     assert is_served("a@corp.example", ("CORP.example",))
     assert not is_served("a@other.example", ("corp.example",))
+
+
+def test_no_conference_for_a_meeting_without_upcoming_occurrence_says_why():
+    decision = decide(replace(BASE, next_occurrence=None), None)
+    assert decision.action is Action.PASS
+    assert "no occurrence is upcoming" in decision.reason
+
+
+def test_a_retry_after_a_failed_creation_is_not_called_an_update():
+    creating = replace(ACTIVE, state=ConferenceState.CREATING, link=None, event_id=None, session_id=None)
+    decision = decide(BASE, creating)
+    assert decision.action is Action.ENSURE
+    assert "update" not in decision.reason and "did not finish" in decision.reason
+    assert decide(replace(BASE, sequence=2), ACTIVE).reason == "update of a meeting with a conference"
 
 
 # --- CANCELs as calendar servers send them: decided by where the mail goes ---------

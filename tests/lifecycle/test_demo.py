@@ -18,3 +18,9 @@ def test_demo_runs_the_whole_flow_and_exits_0(tmp_path):
     assert "join link: https://events.webinar.ru/" in result.stdout
     delivered = sorted((tmp_path / "delivered").glob("*.eml"))
     assert len(delivered) == 6  # ordinary, invitation + notice, update, cancellation + notice
+    # Every delivered file says what it is; the organizer's notices are named as such.
+    assert result.stdout.count("(the relay's notice to the organizer about the conference)") == 2
+    assert result.stdout.count("(the mail as the recipients get it)") == 4
+    # Libraries stay quiet at INFO: no httpx request lines (a DELETE's 404 looked like a failure).
+    assert "HTTP Request:" not in result.stderr and "404 Not Found" not in result.stderr
+    assert "conference deleted" in result.stderr

@@ -1,4 +1,4 @@
-"""Every lifecycle rule (DESIGN §3) end to end: real relay, fake Webinar server over HTTP,
+"""Every lifecycle rule (the README's invitation table) end to end: real relay, fake Webinar server over HTTP,
 real SQLite store, real next hop.  Each test checks what the next hop received and what
 the fake platform holds."""
 
@@ -308,3 +308,38 @@ async def test_outlook_and_gmail_invitations_get_a_conference(tmp_path):
     outlook_out, gmail_out = invitations_delivered(product)
     assert state["events"][0]["link"].encode() in outlook_out
     assert state["events"][1]["link"].encode() in gmail_out
+
+
+async def test_a_meeting_whose_only_occurrence_has_ended_gets_no_conference(tmp_path, caplog):
+    # The conference is booked for the nearest upcoming occurrence; there is none, so
+    # the invitation goes as it is, however it asks for a conference.
+    invite = with_header(invitation(start=START, end=END), TRIGGER)
+    caplog.set_level("INFO", logger="webinar_proxy.lifecycle")
+    async with running_product(tmp_path, END + timedelta(days=1)) as product:
+        code, text = await product.send(invite, BOSS, ["ann@example.net"])
+        assert code == 250, text
+        await product.hop.handler.wait_delivered(1)
+        state = product.state()
+        record = await product.services.store.get(BOSS, "scenario-1@example.org")
+    assert state["events"] == [] and state["sessions"] == []
+    assert record is None
+    assert product.delivered() == [invite]  # forwarded byte for byte, no organizer notice
+    assert "no occurrence is upcoming" in caplog.text
+
+
+async def test_the_retry_after_a_failed_creation_is_logged_as_what_it_is(tmp_path, caplog):
+    invite = invitation(start=START, end=END)
+    caplog.set_level("INFO", logger="webinar_proxy.lifecycle")
+    async with running_product(tmp_path, T0) as product:
+        product.fake.add_fault("500", path="/events/*/sessions", method="POST")
+        code, _ = await product.send(invite, BOSS, ["ann@example.net"])
+        assert code == 451  # the event exists, its session does not: stored as creating
+        record = await product.services.store.get(BOSS, "scenario-1@example.org")
+        assert record is not None and record.state == ConferenceState.CREATING
+        caplog.clear()
+        code, text = await product.send(invite, BOSS, ["ann@example.net"])
+        assert code == 250, text
+        state = product.state()
+    assert len(state["events"]) == 1 and len(state["sessions"]) == 1
+    assert "action=ensure (conference requested; an earlier attempt did not finish it)" in caplog.text
+    assert "update of a meeting with a conference" not in caplog.text

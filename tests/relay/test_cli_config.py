@@ -118,4 +118,100 @@ def test_a_bad_join_template_is_a_config_problem(tmp_path: Path):
         "WEBINAR_PROXY_POLICY__TEMPLATE_DIR": str(templates),
     })
     assert result.returncode == 2
-    assert result.stderr.startswith("webinar-proxy: policy:"), result.stderr
+    assert result.stderr.startswith("webinar-proxy: policy.template_dir:"), result.stderr
+
+
+def test_every_mistake_is_reported_at_once_one_plain_line_each(tmp_path: Path):
+    config = tmp_path / "mistakes.toml"
+    config.write_text(
+        '[smtp]\nallowed_clients = ["127.0.0.0/8", "10.1.2.3/16", "bogus"]\n'
+        '[webinar]\ndefault_timezone = "Mars/Olympus"\n'
+        f'[policy]\ntemplate_dir = "{tmp_path / "no-such-dir"}"\nnotice_from = "not an address"\n'
+        'location_keyword = ""\ndefault_timezone = "Moscow"\n'
+        '[logging]\nlevel = "verbose"\n'
+    )
+    result = _run(["check-config", "--config", str(config)])  # and no token either
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    keys = [line.removeprefix("webinar-proxy: ").split(":")[0] for line in lines]
+    assert sorted(keys) == sorted([
+        "webinar.token", "smtp.allowed_clients", "webinar.default_timezone", "policy.template_dir",
+        "policy.notice_from", "policy.location_keyword", "policy.default_timezone", "logging.level",
+    ]), lines
+    text = result.stderr
+    assert "'Mars/Olympus' is not an IANA time zone" in text
+    assert "'10.1.2.3/16' has host bits set (did you mean '10.1.0.0/16'?)" in text
+    assert "'bogus' is not an IP network" in text
+    assert "is not a directory" in text
+    assert "'not an address' is not a mail address" in text
+    assert "policy.location_trigger = false" in text  # the way to turn the keyword off
+    assert "lax-or-strict" not in text and "function-plain" not in text
+
+
+def test_template_dir_must_hold_valid_templates_for_every_language(tmp_path: Path):
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "join_en.html").write_text("<p>no link here</p>\n")  # not the configured language
+    result = _run(["check-config"], {
+        "WEBINAR_PROXY_WEBINAR__TOKEN": TOKEN, "WEBINAR_PROXY_POLICY__TEMPLATE_DIR": str(templates),
+    })
+    assert result.returncode == 2
+    assert "policy.template_dir:" in result.stderr and "join_en.html" in result.stderr
+    assert "must contain $link" in result.stderr
+    (templates / "join_en.html").write_text('<p><a href="$link">$label</a></p>\n')
+    assert _run(["check-config"], {
+        "WEBINAR_PROXY_WEBINAR__TOKEN": TOKEN, "WEBINAR_PROXY_POLICY__TEMPLATE_DIR": str(templates),
+    }).returncode == 0
+
+
+def test_the_location_trigger_is_turned_off_by_its_own_key(tmp_path: Path):
+    invitation = REPO / "examples" / "invitation.eml"
+    on = _run(["inspect", str(invitation), "--json"])
+    off = _run(["inspect", str(invitation), "--json"], {"WEBINAR_PROXY_POLICY__LOCATION_TRIGGER": "false"})
+    assert on.returncode == off.returncode == 0, on.stderr + off.stderr
+    assert '"conference_requested": true' in on.stdout
+    assert '"conference_requested": false' in off.stdout
+
+
+def test_listeners_off_loopback_get_a_warning_but_pass(tmp_path: Path):
+    env = {"WEBINAR_PROXY_WEBINAR__TOKEN": TOKEN, "WEBINAR_PROXY_METRICS__LISTEN": "0.0.0.0:9100",
+           "WEBINAR_PROXY_SMTP__LISTEN": "[::]:10025"}
+    result = _run(["check-config"], env)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("webinar-proxy: warning: ")]
+    assert len(warnings) == 2, result.stderr
+    assert any("metrics.listen: 0.0.0.0:9100 is not a loopback address" in line for line in warnings)
+    assert any("smtp.listen: [::]:10025 is not a loopback address" in line for line in warnings)
+    quiet = _run(["check-config"], {"WEBINAR_PROXY_WEBINAR__TOKEN": TOKEN,
+                                    "WEBINAR_PROXY_METRICS__LISTEN": "[::1]:9100"})
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def test_every_command_takes_log_level_and_ends_its_help_with_exit_codes():
+    from webinar_proxy.cli import build_parser
+
+    [commands] = [a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction"]
+    for name in commands.choices:
+        result = _run([name, "--help"])
+        assert result.returncode == 0, name
+        assert "--log-level" in result.stdout, name
+        assert "exit status:" in result.stdout and "  0  " in result.stdout, name
+    assert "SIGHUP" in _run(["serve", "--help"]).stdout
+    assert "$CREDENTIALS_DIRECTORY/webinar-token" in _run(["check-config", "--help"]).stdout
+    bad = _run(["check-config", "--log-level", "loud"])
+    assert bad.returncode == 2 and "--log-level" in bad.stderr
+
+
+def test_addresses_are_checked_by_email_validator_and_internal_domains_pass():
+    def check(**env: str) -> subprocess.CompletedProcess[str]:
+        return _run(["check-config"], {"WEBINAR_PROXY_WEBINAR__TOKEN": TOKEN, **env})
+
+    assert check(WEBINAR_PROXY_POLICY__NOTICE_FROM="Webinar <noreply@corp.local>").returncode == 0
+    assert check(WEBINAR_PROXY_POLICY__TRUSTED_SENDERS='["www-data@cal.corp.test"]').returncode == 0
+    refused = check(WEBINAR_PROXY_POLICY__NOTICE_FROM="noreply@localhost",
+                    WEBINAR_PROXY_POLICY__TRUSTED_SENDERS='["ok@example.org", "a b@example.org"]')
+    assert refused.returncode == 2
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("webinar-proxy: policy.notice_from: 'noreply@localhost' is not a mail")
+    assert lines[1].startswith("webinar-proxy: policy.trusted_senders: 'a b@example.org' is not a mail")

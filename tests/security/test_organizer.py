@@ -1,4 +1,4 @@
-"""Only the organizer acts (DESIGN §3), end to end: real relay, fake Webinar API over HTTP,
+"""Only the organizer acts, end to end: real relay, fake Webinar API over HTTP,
 SQLite store, recording next hop.
 
 "From the organizer" means: the envelope sender OR the From: address equals the

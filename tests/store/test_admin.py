@@ -71,8 +71,9 @@ async def test_list_filters_by_state_as_text(store, store_url):
     code, stdout, _ = await run_cli(store_url, "list", "--state", "active")
     assert code == 0
     lines = stdout.splitlines()
-    assert len(lines) == 1
-    assert lines[0].split("\t")[:3] == ["active", "boss@example.org", "weekly@example.org"]
+    assert len(lines) == 2
+    assert lines[0].split("\t") == ["STATE", "ORGANIZER", "UID", "BOOKED_START", "LINK", "SUMMARY"]
+    assert lines[1].split("\t")[:3] == ["active", "boss@example.org", "weekly@example.org"]
 
 
 async def test_show(store, store_url):
@@ -108,13 +109,27 @@ async def test_forget(store, store_url):
     code, _, stderr = await run_cli(store_url, "forget", "one-uid")
     assert code == 1 and "several organizers" in stderr
 
-    code, stdout, _ = await run_cli(store_url, "forget", "one-uid", "--organizer", "a@example.org")
-    assert code == 0 and "forgot" in stdout
-    assert await store.get("a@example.org", "one-uid") is None
-    assert await store.get("b@example.org", "one-uid") is not None
+    code, stdout, _ = await run_cli(store_url, "forget", "one-uid", "--organizer", "b@example.org")
+    assert code == 0 and "forgot deleted conference" in stdout  # nothing left on the platform
+    assert await store.get("b@example.org", "one-uid") is None
+    assert await store.get("a@example.org", "one-uid") is not None
 
-    code, _, _ = await run_cli(store_url, "forget", "one-uid", "--organizer", "a@example.org")
+    code, _, _ = await run_cli(store_url, "forget", "one-uid", "--organizer", "b@example.org")
     assert code == 1
+
+
+async def test_forgetting_a_live_conference_needs_yes_and_says_the_event_stays(store, store_url):
+    await fill(store)
+    code, stdout, stderr = await run_cli(store_url, "forget", "weekly@example.org")
+    assert (code, stdout) == (1, "")
+    assert "stays on the Webinar platform" in stderr and "--yes" in stderr
+    assert await store.get("boss@example.org", "weekly@example.org") is not None
+
+    code, stdout, stderr = await run_cli(store_url, "forget", "weekly@example.org", "--yes")
+    assert code == 0, stderr
+    assert "forgot active conference weekly@example.org of boss@example.org" in stdout
+    assert "stays on the Webinar platform" in stdout
+    assert await store.get("boss@example.org", "weekly@example.org") is None
 
 
 async def test_unusable_store_url_is_a_config_error(tmp_path):
@@ -130,3 +145,51 @@ async def test_unreachable_store_fails_without_leaking_the_password(tmp_path):
     assert code == 1
     assert "hunter2-secret" not in stderr
     assert "relay:***@127.0.0.1" in stderr
+
+
+async def test_read_only_verbs_never_create_a_store(tmp_path):
+    missing = tmp_path / "typo" / "state.db"
+    for verb in (["list"], ["list", "--json"], ["show", "x"], ["forget", "x", "--yes"]):
+        code, stdout, stderr = await run_cli(f"sqlite://{missing}", *verb)
+        assert (code, stdout) == (1, ""), verb
+        assert f"no store at {missing}" in stderr
+    assert not missing.parent.exists()
+
+
+async def test_config_is_accepted_before_and_after_the_verb(store, store_url, tmp_path):
+    await fill(store)
+    config = tmp_path / "relay.toml"
+    config.write_text(f'[store]\nurl = "{store_url}"\n')
+    environment = {name: value for name, value in os.environ.items()
+                   if not name.startswith("WEBINAR_PROXY_")}
+    for arguments in (["--config", str(config), "conferences", "list", "--json"],
+                      ["conferences", "--config", str(config), "list", "--json"],
+                      ["conferences", "list", "--json", "--config", str(config)],
+                      ["conferences", "list", "--config", str(config), "--json", "--log-level", "warning"]):
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "webinar_proxy", *arguments,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=environment,
+        )
+        async with asyncio.timeout(PROMPTLY):
+            stdout, stderr = await process.communicate()
+        assert process.returncode == 0, (arguments, stderr.decode())
+        assert len(json.loads(stdout)) == 3, arguments
+
+
+async def test_a_closed_pipe_ends_the_listing_without_a_traceback(store, store_url):
+    for number in range(1500):  # far more than a pipe buffer holds
+        await store.put(ConferenceRecord(f"o{number}@example.org", f"uid-{number}",
+                                         state=ConferenceState.ACTIVE, summary="S" * 80))
+    environment = {name: value for name, value in os.environ.items()
+                   if not name.startswith("WEBINAR_PROXY_")}
+    environment["WEBINAR_PROXY_STORE__URL"] = store_url
+    process = await asyncio.create_subprocess_exec(
+        "bash", "-c", '"$0" -m webinar_proxy conferences list --json | head -1; exit "${PIPESTATUS[0]}"',
+        sys.executable,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=environment,
+    )
+    async with asyncio.timeout(PROMPTLY):
+        stdout, stderr = await process.communicate()
+    assert stdout == b"[\n"
+    assert b"Traceback" not in stderr and b"BrokenPipe" not in stderr, stderr.decode()
+    assert process.returncode == 1

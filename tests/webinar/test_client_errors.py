@@ -171,3 +171,42 @@ async def test_token_stays_out_of_errors_logs_and_reprs(make_client, fake, token
     assert token not in repr(client)
     assert token not in caplog.text
     assert "retry" in caplog.text  # the retries were logged
+
+
+async def test_a_rejected_token_is_logged_at_error_at_most_once_a_minute(make_client, clock, caplog) -> None:
+    wrong = "wrong-token-7c0e91d2a4"
+    client = make_client(token=wrong)
+    caplog.set_level(logging.ERROR, logger="webinar_proxy.webinar.client")
+
+    def alerts() -> list[str]:
+        return [r.getMessage() for r in caplog.records
+                if r.levelno == logging.ERROR and "the API token is not accepted" in r.getMessage()]
+
+    for _ in range(3):
+        with pytest.raises(UnauthorizedError):
+            await client.ping()
+    assert len(alerts()) == 1
+    assert "HTTP 403" in alerts()[0] and "check-config --online" in alerts()[0]
+    clock.advance(30)
+    with pytest.raises(UnauthorizedError):
+        await client.find_member("boss@example.org")
+    assert len(alerts()) == 1
+    clock.advance(31)
+    with pytest.raises(UnauthorizedError):
+        await client.find_member("boss@example.org")
+    assert len(alerts()) == 2
+    assert wrong not in caplog.text
+
+
+async def test_an_unreachable_api_fails_within_the_connect_budget_not_the_whole_deadline(
+    make_client, clock
+) -> None:
+    async with running_fake_webinar(token="x" * 12) as gone:
+        url = gone.api_url
+    client = make_client(api_url=url, call_deadline=60.0, connect_retry=10.0)
+    started = clock.now
+    with pytest.raises(TemporaryError) as caught:
+        await client.find_member("boss@example.org")
+    assert clock.now - started <= 10.0  # virtual time: backoff sleeps only (refusals are instant)
+    assert "cannot connect to" in str(caught.value) and "ConnectError" in str(caught.value)
+    assert len(clock.sleeps) >= 2  # it did retry before giving up

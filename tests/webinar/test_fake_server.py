@@ -13,7 +13,7 @@ from webinar_proxy.webinar.fake import FakeWebinarServer, running_fake_webinar
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
-# Our copies of the documented shapes (reference §3, §6), own values.
+# Our copies of the documented shapes (the platform's documentation), own values.
 CREATE_EVENT_RESPONSE = {"eventId": 4100001, "link": "https://events.webinar.ru/myorg/4100001"}
 CREATE_SESSION_RESPONSE = {
     "eventSessionId": 4200001, "link": "https://events.webinar.ru/myorg/4100001/session/4200001"

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from webinar_proxy.webinar.forms import FormError, decode_form, encode_form, flatten
 
-# Shapes of the documented request examples (reference §3.1, §3.10, §3.11, §3.13),
-# with our own values.
+# Shapes of the platform's documented request examples (POST /events, register,
+# invite, PUT), with our own values.
 CREATE_EVENT_BODY = (
     "name=Planning&type=meeting&lang=RU"
     "&startsAt[date][year]=2025&startsAt[date][month]=3&startsAt[date][day]=10"

@@ -18,7 +18,7 @@ from webinar_proxy.webinar.fake import FAULT_KINDS, FakeWebinarServer, running_f
 MOSCOW = ZoneInfo("Europe/Moscow")
 START = datetime(2030, 3, 10, 15, 0, tzinfo=MOSCOW)
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
-# The captured item shape (reference §3.14): numbers as strings, timezoneName.
+# The captured item shape (GET /organization/events/schedule): numbers as strings, timezoneName.
 SCHEDULE_ITEM_KEYS = {
     "id", "status", "access", "name", "startsAt", "estimatedAt", "isArchive", "createUserId",
     "type", "timezoneName", "rule", "image", "tags", "files", "lectors", "eventSessions",

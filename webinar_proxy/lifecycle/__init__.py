@@ -1,6 +1,6 @@
 """The conference lifecycle: joins the engine, the Webinar client and the store.
 
 ``InvitationPipeline`` (the SMTP edge's pipeline), ``ConferenceManager`` (platform
-and store operations), ``decide`` (DESIGN §3's table) and ``Scheduler`` (work that
+and store operations), ``decide`` (the invitation table) and ``Scheduler`` (work that
 needs no mail: rolling recurring conferences forward, retrying deletes).
 """

@@ -122,7 +122,8 @@ def wanted_from(c: Classification, now: datetime, max_attendees: int) -> Wanted:
     occurrence = c.next_occurrence
     if occurrence is not None:
         start, end = occurrence.start, occurrence.end
-    else:  # a meeting entirely in the past: book its own start, as asked
+    else:  # an update moving a meeting with a conference entirely into the past
+        # (a new conference is never made without an upcoming occurrence: ``decide``)
         start = (c.start or now).astimezone(UTC)
         end = (c.end or start + (c.duration or DEFAULT_DURATION)).astimezone(UTC)
     people: dict[str, Role] = {}

@@ -1,4 +1,5 @@
-"""DESIGN §3's table as one pure function: what to do with an invitation, given what is stored.
+"""The README's invitation table as one pure function: what to do with an invitation,
+given what is stored.
 
 ``decide`` looks only at the engine's classification, the mail's envelope
 recipients and the stored record; it does no I/O and changes nothing, so every row
@@ -117,6 +118,9 @@ def decide(
         return _decide_cancel(c, live, _addresses(rcpt_tos))
     requested = c.conference_requested or always
     if live is None:
+        if requested and c.next_occurrence is None:
+            # A conference is booked for the nearest upcoming occurrence; there is none.
+            return Decision(Action.PASS, "conference requested, but no occurrence is upcoming")
         if requested:
             return Decision(Action.ENSURE, "conference requested")
         return Decision(Action.PASS, "no conference requested")
@@ -125,6 +129,8 @@ def decide(
     if not c.has_master:
         return Decision(Action.INSERT_LINK, "single occurrences only: link kept")
     if requested or c.has_our_link:
+        if live.state == ConferenceState.CREATING or not live.link:
+            return Decision(Action.ENSURE, "conference requested; an earlier attempt did not finish it")
         return Decision(Action.ENSURE, "update of a meeting with a conference")
     return Decision(Action.REMOVE, "the organizer took the conference out")
 

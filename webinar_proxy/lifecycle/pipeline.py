@@ -1,6 +1,6 @@
 """The invitation pipeline: message → decision → platform and store → rewritten message.
 
-This is the product's use case (DESIGN §3).  For each message the SMTP edge hands
+This is the product's use case.  For each message the SMTP edge hands
 over, it asks the engine what the mail carries, takes the per-key lock, decides
 with ``decide``, lets ``ConferenceManager`` act, and returns the bytes to forward:
 the original object when nothing changes, a complete rewrite otherwise, or

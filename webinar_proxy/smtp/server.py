@@ -1,6 +1,6 @@
 """The SMTP edge: an aiosmtpd server that relays each transaction to the next hop.
 
-What it guarantees (DESIGN §2):
+What it guarantees:
 
 * MAIL, RCPT and RSET are relayed to the next hop as they arrive, over one
   next-hop connection per client session (opened at the first MAIL), and the

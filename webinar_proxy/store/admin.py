@@ -1,7 +1,9 @@
 """``webinar-proxy conferences list|show|forget``: the administrator's view of the store.
 
-Reads and edits the store only, never the Webinar platform.  Exit codes: 0 done,
-1 not found, ambiguous, or the store failed, 2 an unusable store URL.
+Reads and edits the store only, never the Webinar platform, and never creates a
+store: a mistyped path is "no store at PATH".  Exit codes: 0 done, 1 no store, not
+found, ambiguous, a live conference to forget without ``--yes``, or the store
+failed; 2 an unusable store URL.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from webinar_proxy.settings import Settings
 from webinar_proxy.store import (
@@ -47,6 +50,15 @@ async def _run(
     settings: Settings,
 ) -> int:
     try:
+        missing = _missing_sqlite_file(settings.store.url)
+    except StoreConfigError as exc:
+        _complain(f"store.url: {exc}")
+        return EXIT_CONFIG
+    if missing is not None:
+        _complain(f"no store at {missing} (store.url; give the relay's configuration with "
+                  "--config, or set WEBINAR_PROXY_STORE__URL)")
+        return EXIT_FAILURE
+    try:
         store = await open_configured_store(settings.store)
     except StoreConfigError as exc:
         _complain(f"store.url: {exc}")
@@ -64,6 +76,18 @@ async def _run(
     return EXIT_OK
 
 
+def _missing_sqlite_file(url: str) -> Path | None:
+    """The SQLite file ``url`` names when it does not exist (opening would create it)."""
+    if not url.startswith("sqlite:"):
+        return None
+    from webinar_proxy.store.sqlite import path_from_url
+
+    path = path_from_url(url)
+    if path == ":memory:" or Path(path).is_file():
+        return None
+    return Path(path)
+
+
 def _complain(message: str) -> None:
     print(f"webinar-proxy: {message}", file=sys.stderr)
 
@@ -72,12 +96,17 @@ def _when(value: object) -> str:
     return "-" if value is None else str(getattr(value, "isoformat", lambda: value)())
 
 
+#: Column headers of the plain listing (tab-separated, one conference per line).
+LIST_COLUMNS = ("STATE", "ORGANIZER", "UID", "BOOKED_START", "LINK", "SUMMARY")
+
+
 async def _list(store: ConferenceStore, args: argparse.Namespace) -> None:
     state = ConferenceState(args.state) if args.state else None
     records = await store.list(state=state)
     if args.json:
         print(json.dumps([record_to_json(record) for record in records], indent=2))
         return
+    print("\t".join(LIST_COLUMNS))
     for record in records:
         print(
             "\t".join(
@@ -132,7 +161,19 @@ async def _show(store: ConferenceStore, args: argparse.Namespace) -> None:
 
 async def _forget(store: ConferenceStore, args: argparse.Namespace) -> None:
     record = await _resolve(store, args.uid, args.organizer)
+    live = record.state != ConferenceState.DELETED
+    event = f"event {record.event_id}" if record.event_id is not None else "its event (if one was made)"
+    if live and not args.yes:
+        raise _Refused(
+            f"the conference of UID {record.uid!r} ({record.organizer}) is {record.state}: "
+            f"forget only drops the stored row, {event} stays on the Webinar platform and "
+            "later mail about this meeting makes a new conference.  To delete it, let the "
+            "organizer cancel the meeting (or delete the event on the platform), then forget. "
+            "Add --yes to forget it now anyway"
+        )
     async with store.key_lock(record.organizer, record.uid):
         if not await store.forget(record.organizer, record.uid):
             raise _Refused(f"UID {record.uid!r} of {record.organizer} vanished meanwhile")
     print(f"forgot {record.state} conference {record.uid} of {record.organizer}")
+    if live:
+        print(f"{event} stays on the Webinar platform; forget changed only the store")

@@ -10,7 +10,9 @@ Which calls retry on which failures (jittered exponential backoff, within the de
 
 * Every call retries a 429 (waiting at least ``Retry-After`` or one request interval)
   and a failure to connect (``ConnectError``, connect or pool timeout): the platform
-  never saw the request.
+  never saw the request.  Failures to connect are retried for ``connect_retry``
+  seconds only (10 by default), not the whole deadline: an unreachable platform
+  rarely comes back within a minute, and the mail is better answered 451 soon.
 * Reads, updates, deletes and registrations (``get_*``, ``list_*``, ``update_*``,
   ``delete_*``, ``register``, ``invite``, ``remove_registrations``, ``timezones``)
   also retry read/write timeouts, dropped connections, 5xx and garbled answers: done
@@ -23,7 +25,9 @@ Which calls retry on which failures (jittered exponential backoff, within the de
   creating again.
 
 The token lives only in the request header: it is never part of a URL, an error, a
-log line or this object's ``repr``.  With ``metrics=``, every HTTP attempt is counted
+log line or this object's ``repr``.  While the platform answers 401/403 the client
+logs at ERROR, at most once per ``auth_alert_interval`` (60 s), that the token is not
+accepted.  With ``metrics=``, every HTTP attempt is counted
 and timed under a stable operation name (``create_event``; see ``OPERATION_NAMES``).
 """
 
@@ -123,6 +127,11 @@ OPERATION_NAMES = {
 _ID_SEGMENT = re.compile(r"(?<![^/])\d+(?![^/])")
 #: Failures that happen before a request is sent: safe to retry for any call.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+#: Seconds a call keeps retrying failures to connect (from the first one).
+CONNECT_RETRY_SECONDS = 10.0
+#: Seconds between two ERROR lines saying that the token is not accepted.
+AUTH_ALERT_SECONDS = 60.0
+TOKEN_REJECTED = "the API token is not accepted"
 
 
 def operation_name(method: str, path: str) -> str:
@@ -162,6 +171,8 @@ class WebinarClient:
         max_attempts: int = 20,
         member_cache_seconds: float = 3600.0,
         timezone_cache_seconds: float = 86400.0,
+        connect_retry: float = CONNECT_RETRY_SECONDS,
+        auth_alert_interval: float | None = AUTH_ALERT_SECONDS,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         backoff: Backoff | None = None,
@@ -181,6 +192,9 @@ class WebinarClient:
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._max_attempts = max_attempts
+        self._connect_retry = connect_retry
+        self._auth_alert_interval = auth_alert_interval
+        self._auth_alerted_at: float | None = None
         self._clock = clock
         self._sleep = sleep
         self._backoff = backoff or Backoff()
@@ -542,6 +556,10 @@ class WebinarClient:
         self._members[key] = (self._clock() + self._member_ttl, found)
         return found
 
+    async def first_members(self, count: int = 10) -> tuple[Member, ...]:
+        """The first ``count`` organization members (one page), e.g. to prove the token."""
+        return await self._all_pages("organization/members", {}, count, parse_member, max_pages=1)
+
     async def owner_id_for(self, email: str) -> int | None:
         """The member id for an organizer's e-mail, else the configured default owner."""
         member = await self.find_member(email)
@@ -650,6 +668,7 @@ class WebinarClient:
         problem = "no attempt made"
         last_status: int | None = None
         attempts = 0
+        first_connect_failure: float | None = None
         for attempt in range(self._max_attempts):
             try:
                 await self._bucket.acquire(deadline)
@@ -666,6 +685,7 @@ class WebinarClient:
             retry_after: float | None = None
             status: int | None = None
             attempts += 1
+            attempt_started = self._clock()
             try:
                 response = await self._request(
                     metric_name, method, path,
@@ -675,11 +695,17 @@ class WebinarClient:
                 problem = f"{type(exc).__name__}: {self._scrub(str(exc)) or 'no detail'}"
                 if not idempotent and not isinstance(exc, _NOT_SENT):
                     raise self._maybe_done(operation, problem, None) from None
+                if isinstance(exc, _NOT_SENT):
+                    if first_connect_failure is None:
+                        first_connect_failure = attempt_started
+                else:
+                    first_connect_failure = None
             except httpx.HTTPError as exc:
                 raise WebinarError(
                     f"{type(exc).__name__}: {self._scrub(str(exc))}", operation=operation
                 ) from None
             else:
+                first_connect_failure = None
                 status = last_status = response.status_code
                 if 200 <= status < 300:
                     try:
@@ -699,6 +725,10 @@ class WebinarClient:
             if status == 429:
                 delay = max(delay, retry_after or 1.0 / self._rate_limit)
             if self._clock() + delay >= deadline:
+                break
+            if (first_connect_failure is not None
+                    and self._clock() + delay - first_connect_failure > self._connect_retry):
+                problem = f"cannot connect to {self.api_url} ({problem})"
                 break
             log.warning(
                 "Webinar API %s: %s; retry %d in %.2f s", operation, problem, attempt + 1, delay
@@ -728,6 +758,19 @@ class WebinarClient:
         log.warning("Webinar API %s: %s", operation, message)
         return TemporaryError(message, operation=operation, status=status, maybe_done=True)
 
+    def _alert_unauthorized(self, operation: str, status: int) -> None:
+        if self._auth_alert_interval is None:
+            return
+        now = self._clock()
+        if self._auth_alerted_at is not None and now - self._auth_alerted_at < self._auth_alert_interval:
+            return
+        self._auth_alerted_at = now
+        log.error(
+            "Webinar API %s answered HTTP %d: %s; invitations get 451 until it is fixed "
+            "(set webinar.token to a valid token of the organization, then check with "
+            "'webinar-proxy check-config --online')", operation, status, TOKEN_REJECTED,
+        )
+
     def _scrub(self, text: str) -> str:
         # Defence in depth against a platform echoing the token; a very short (test)
         # token would mangle ordinary words, and real tokens are long.
@@ -743,6 +786,7 @@ class WebinarClient:
         status = response.status_code
         message = self._error_message(response)
         if status in (401, 403):
+            self._alert_unauthorized(operation, status)
             return UnauthorizedError(message, operation=operation, status=status)
         if status == 404:
             return NotFoundError(message, operation=operation, status=status)

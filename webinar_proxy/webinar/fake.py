@@ -33,7 +33,6 @@ import contextlib
 import fnmatch
 import json
 import logging
-import signal
 import sys
 import time
 from collections import deque
@@ -43,6 +42,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from webinar_proxy.signals import until_terminated
 from webinar_proxy.webinar.fake_platform import (
     DEFAULT_LINK_BASE,
     DuplicateMode,
@@ -494,7 +494,8 @@ def run_fake_webinar(args: argparse.Namespace) -> int:
     if args.rate_limit < 0:
         print("webinar-proxy: --rate-limit must not be negative", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    # The access log is what the fake is run for; it follows --log-level (set up by the CLI).
+    logging.getLogger("aiohttp.access").setLevel(logging.getLogger().level)
     try:
         return asyncio.run(_serve(listen.host, listen.port, args))
     except KeyboardInterrupt:  # pragma: no cover - a second Ctrl-C during shutdown
@@ -512,16 +513,10 @@ async def _serve(host: str, port: int, args: argparse.Namespace) -> int:
         print(f"webinar-proxy: cannot listen on {host}:{port}: {exc.strerror or exc}",
               file=sys.stderr)
         return 1
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     print(f"fake-webinar listening on {server.api_url}", flush=True)
     try:
-        await stop.wait()
+        await until_terminated()
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
         await server.stop()
     print("fake-webinar stopped", flush=True)
     return 0

@@ -6,7 +6,7 @@ of each operation on already-decoded form data (see ``fake.py`` for HTTP).  Each
 operation returns ``(status, JSON body or None)`` or raises ``FakeApiError`` with the
 documented status and error envelope.
 
-Choices where the documentation is unsure (reference §8), kept in one place:
+Choices where the platform's documentation is unsure, kept in one place:
 - a repeated registration answers 201 with the existing participation
   (``duplicate_registration="existing"``) or 409 (``"conflict"``);
 - deleting the only session of a non-series event deletes the event too, so a
