@@ -21,7 +21,7 @@ from webinar_proxy import engine
 from webinar_proxy.calendar import normalise_address
 from webinar_proxy.engine import Classification, EngineOptions
 from webinar_proxy.lifecycle.conferences import ConferenceManager, utc_now
-from webinar_proxy.lifecycle.decide import Action, decide, is_served
+from webinar_proxy.lifecycle.decide import Action, decide, is_served, login_may_organize
 from webinar_proxy.lifecycle.notices import Notice, NoticeKind, build_notice
 from webinar_proxy.pipeline import InboundMessage, TemporaryFailure
 from webinar_proxy.settings import PolicySettings
@@ -87,6 +87,9 @@ class InvitationPipeline:
             sender = normalise_address(message.mail_from) if message.mail_from else None
             # SENT-BY is written by the sender like From: is: strict means the envelope only.
             c = dataclasses.replace(c, from_organizer=sender == c.organizer)
+        elif self.policy.organizer_check == "login":
+            c = dataclasses.replace(c, from_organizer=login_may_organize(
+                message.login, c.organizer, self.policy.login_addresses))
         always = is_served(c.organizer, self.policy.always_domains) if self.policy.always_domains else False
         try:
             async with self.store.key_lock(c.organizer, c.uid):

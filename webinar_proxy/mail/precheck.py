@@ -106,3 +106,19 @@ def may_carry_calendar(raw: bytes) -> bool:
         elif content_type in (b"message/rfc822", b"message/global"):
             pending.append((body_start, end, depth + 1))
     return False
+
+
+def headers_may_carry_calendar(header_block: bytes) -> bool:
+    """Whether a message with this top-level header block can hold a calendar part at all.
+
+    False for a single-part message whose type and disposition say nothing of
+    calendars (text/plain, text/html, an image…): its body need not be read.  True
+    for multiparts and attached messages, whose parts are only known from the body.
+    """
+    lowered = header_block.lower()
+    for label in _LABEL_HEADERS.finditer(lowered):
+        if any(hint in label.group() for hint in _CALENDAR_HINTS):
+            return True
+    match = _CONTENT_TYPE.search(lowered)
+    content_type = match.group(1) if match else b"text/plain"
+    return content_type.startswith((b"multipart/", b"message/"))
