@@ -379,6 +379,9 @@ class MilterServer:
             self._tasks.add(task)
         try:
             await connection.run()
+        except asyncio.CancelledError:
+            # Shutdown cut a message off after the grace period: no reply, so the MTA keeps it.
+            pass
         finally:
             self.connections.discard(connection)
             if task is not None:
