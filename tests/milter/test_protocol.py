@@ -176,17 +176,27 @@ async def test_invitation_gets_the_link_as_a_new_body_and_the_notice_follows_del
         await client.close()
 
 
-async def test_an_aborted_transaction_sends_no_notice(tmp_path):
+async def test_a_message_tempfailed_or_aborted_before_its_end_sends_no_notice(tmp_path):
+    async with running_milter(tmp_path, call_deadline=0.5) as product:
+        client = await product.client()
+        product.fake.add_fault("500", times=None, path="/events/*/sessions")
+        failed = await client.message(INVITE, BOSS, [ANN])  # the event is made, the session not
+        assert isinstance(failed.reply, ReplyCode)
+        product.fake.clear_faults()
+        await client.send(Abort())
+        await client.close()
+        await product.milter.settle()
+        assert product.notices.handler.delivered == []
+
+
+async def test_postfix_style_abort_after_an_accepted_end_of_message_sends_the_notice(tmp_path):
     async with running_milter(tmp_path) as product:
         client = await product.client()
         outcome = await client.message(INVITE, BOSS, [ANN])
         assert isinstance(outcome.reply, Continue) and outcome.edits
-        await client.send(Abort())  # the MTA dropped it after us (another milter, a queue error)
+        await client.send(Abort())  # Postfix resets every transaction with SMFIC_ABORT
+        await product.notices.handler.wait_delivered(1)
         await client.close()
-        await product.milter.settle()
-        await asyncio.sleep(0.05)
-        await product.milter.settle()
-        assert product.notices.handler.delivered == []
 
 
 async def test_cancel_deletes_the_conference(tmp_path):

@@ -190,7 +190,9 @@ class MilterConnection:
             self.send(Continue())
             return
         if isinstance(event, Abort):
-            self._settle_pending(delivered=False)
+            # Postfix sends SMFIC_ABORT after every transaction, also a successful one: an
+            # abort after our accepted end of message ends it (see _settle_pending).
+            self._settle_pending(delivered=True)
             self.transaction = None
             return
         transaction = self.transaction
@@ -327,6 +329,12 @@ class MilterConnection:
             await self.writer.drain()
 
     def _settle_pending(self, *, delivered: bool) -> None:
+        """The accepted message's transaction is over: run the pipeline's follow-up.
+
+        A milter never hears the MTA's final answer to the client.  The message counts
+        as delivered once we accepted its end and the MTA moved on (abort, next MAIL,
+        close); a filter after us or the queue refusing it is not seen (documented).
+        """
         if self.pending is not None:
             message, self.pending = self.pending, None
             self.server.after_delivery(message, delivered)
