@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from kilter.protocol import (
+    Abort,
     Accept,
     ActionFlags,
-    Abort,
     ChangeHeader,
     Continue,
     ProtocolFlags,

@@ -28,8 +28,8 @@ from tests.postfix.test_postfix_invitations import (
     _relay_env,
     fake,  # noqa: F401 - the module's fake Webinar API fixture
 )
-from tests.support.postfix import SASLPASSWD2, PostfixInstance, fresh, postfix_instance, wait_until
 from tests.support.invites import invitation
+from tests.support.postfix import SASLPASSWD2, PostfixInstance, fresh, postfix_instance, wait_until
 
 pytestmark = pytest.mark.postfix
 

@@ -42,7 +42,8 @@ FINAL = (Continue, Accept, Reject, Discard, TemporaryFailure, ReplyCode)
 
 
 def pack(message: Message) -> bytes:
-    buffer = SimpleBuffer(1 << 20)
+    content = getattr(message, "content", None) or getattr(message, "value", None) or b""
+    buffer = SimpleBuffer(len(content) + 4096)
     message.pack(buffer)
     return buffer[:].tobytes()
 
