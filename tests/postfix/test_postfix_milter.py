@@ -40,6 +40,13 @@ PLAIN = (b"Date: Fri, 04 Dec 2026 12:00:00 +0000\r\n"
          + "Обед в 13:00?\r\n".encode() * 200)
 
 
+def _invitation(prefix: str, **options: object) -> tuple[str, bytes]:
+    """A unique summary and an invitation from the boss to Ann with it."""
+    summary = f"{prefix} {time.monotonic_ns()}"
+    return summary, invitation(uid=f"{time.monotonic_ns()}@example.org", summary=summary, start=START,
+                               end=START + timedelta(hours=1), attendees=(ANN,), **options)  # type: ignore[arg-type]
+
+
 @pytest.fixture(scope="module")
 def milter(fake: FakeWebinarProcess) -> Iterator[PostfixInstance]:  # noqa: F811
     if not shutil.which(SASLPASSWD2):
@@ -96,9 +103,7 @@ def test_the_login_check_acts_only_for_the_organizers_own_login(
     milter: PostfixInstance, fake: FakeWebinarProcess  # noqa: F811
 ):
     pf = fresh(milter)
-    summary = f"Forged {time.monotonic_ns()}"
-    invite = invitation(uid=f"forged-{time.monotonic_ns()}@example.org", summary=summary, start=START,
-                        end=START + timedelta(hours=1), attendees=(ANN,))
+    summary, invite = _invitation("Forged")
     # Ann logs in but writes the boss as envelope sender, From: and ORGANIZER.
     pf.submit(invite, BOSS, [ANN], mail_options=("BODY=8BITMIME",), login=ANN)
     [mail] = pf.wait_delivered(1)
@@ -110,9 +115,7 @@ def test_milter_down_gives_4xx_and_queues_nothing_then_delivers_after_restart(
     milter: PostfixInstance, fake: FakeWebinarProcess  # noqa: F811
 ):
     pf = fresh(milter)
-    summary = f"Milter down {time.monotonic_ns()}"
-    invite = invitation(uid=f"down-{time.monotonic_ns()}@example.org", summary=summary, start=START,
-                        end=START + timedelta(hours=1), attendees=(ANN,))
+    summary, invite = _invitation("Milter down")
     assert pf.stop_relay() == 0
     try:
         with pytest.raises(smtplib.SMTPResponseException) as refused:

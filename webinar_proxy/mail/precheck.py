@@ -87,12 +87,9 @@ def may_carry_calendar(raw: bytes) -> bool:
         if seen > _MAX_ENTITIES or depth > _MAX_DEPTH:
             return True
         header, body_start = _header_block(raw, start, end)
-        lowered = header.lower()
-        for label in _LABEL_HEADERS.finditer(lowered):
-            if any(hint in label.group() for hint in _CALENDAR_HINTS):
-                return True
-        match = _CONTENT_TYPE.search(lowered)
-        content_type = match.group(1) if match else b"text/plain"
+        labelled, content_type = _read_header_block(header)
+        if labelled:
+            return True
         if content_type.startswith(b"multipart/"):
             boundary_match = _BOUNDARY.search(header)
             if boundary_match is None:
@@ -108,6 +105,16 @@ def may_carry_calendar(raw: bytes) -> bool:
     return False
 
 
+def _read_header_block(header: bytes) -> tuple[bool, bytes]:
+    """Whether a Content-Type/Disposition labels calendar data, and the entity's type."""
+    lowered = header.lower()
+    labelled = any(
+        hint in label.group() for label in _LABEL_HEADERS.finditer(lowered) for hint in _CALENDAR_HINTS
+    )
+    match = _CONTENT_TYPE.search(lowered)
+    return labelled, match.group(1) if match else b"text/plain"
+
+
 def headers_may_carry_calendar(header_block: bytes) -> bool:
     """Whether a message with this top-level header block can hold a calendar part at all.
 
@@ -115,10 +122,5 @@ def headers_may_carry_calendar(header_block: bytes) -> bool:
     calendars (text/plain, text/html, an image…): its body need not be read.  True
     for multiparts and attached messages, whose parts are only known from the body.
     """
-    lowered = header_block.lower()
-    for label in _LABEL_HEADERS.finditer(lowered):
-        if any(hint in label.group() for hint in _CALENDAR_HINTS):
-            return True
-    match = _CONTENT_TYPE.search(lowered)
-    content_type = match.group(1) if match else b"text/plain"
-    return content_type.startswith((b"multipart/", b"message/"))
+    labelled, content_type = _read_header_block(header_block)
+    return labelled or content_type.startswith((b"multipart/", b"message/"))
