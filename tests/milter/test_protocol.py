@@ -30,7 +30,7 @@ from kilter.protocol import (
 )
 
 from tests.support.invites import invitation
-from tests.support.milter import OFFERED_ACTIONS, MtaClient
+from tests.support.milter import OFFERED_ACTIONS, OFFERED_PROTOCOL, MtaClient
 from tests.support.product import TOKEN, Clock
 from tests.support.smtp import RunningNextHop, running_next_hop
 from webinar_proxy.milter.message import MAX_BODY_CHUNK
@@ -126,9 +126,16 @@ async def test_plain_mail_is_accepted_at_end_of_headers_without_its_body(tmp_pat
         await client.close()
 
 
-async def test_null_sender_is_accepted_at_mail_from(tmp_path):
+async def test_null_sender_is_accepted_at_end_of_headers_or_at_mail_from(tmp_path):
     async with running_milter(tmp_path) as product:
         client = await product.client()
+        assert client.negotiated is not None
+        assert ProtocolFlags.NR_SENDER in client.negotiated.protocol_flags  # no round trip at MAIL
+        outcome = await client.message(INVITE, "", [ANN])
+        assert outcome.stage == "eoh" and isinstance(outcome.reply, Accept)
+        await client.close()
+        # an MTA that cannot skip the reply to MAIL FROM hears "accept" there
+        client = await product.client(protocol=OFFERED_PROTOCOL & ~ProtocolFlags.NR_SENDER)
         outcome = await client.message(INVITE, "", [ANN])
         assert outcome.stage == "mail" and isinstance(outcome.reply, Accept)
         assert product.fake.state()["events"] == []

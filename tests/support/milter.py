@@ -126,9 +126,10 @@ class MtaClient:
         """One transaction as Postfix drives it; returns the answer and the edited message."""
         await self.send(Macro(ord("M"), macros or {}))
         await self.send(EnvelopeFrom(f"<{mail_from}>".encode()))
-        answer = await self._answer()
-        if not isinstance(answer, Continue):
-            return Outcome("mail", answer, message=content)
+        if not self._flag(ProtocolFlags.NR_SENDER):
+            answer = await self._answer()
+            if not isinstance(answer, Continue):
+                return Outcome("mail", answer, message=content)
         for rcpt in rcpts:
             await self.send(EnvelopeRecipient(f"<{rcpt}>".encode()))
             if not self._flag(ProtocolFlags.NR_RECIPIENT):

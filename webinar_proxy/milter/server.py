@@ -8,10 +8,12 @@ goes to ``Pipeline.process`` at end of message, a changed result goes back as ed
 
 What it guarantees:
 
-* Ordinary mail is accepted as early as the protocol allows: a null sender at MAIL
-  FROM; at end of headers when the top-level type cannot hold a calendar part or the
-  mail is ``Auto-Submitted`` (organizer notices and bounces); otherwise at end of
-  message, unchanged.  Accept is per milter: filters after us (DKIM) still run.
+* Ordinary mail is accepted as early as the protocol allows: at end of headers when
+  the top-level type cannot hold a calendar part, or the mail has a null sender or
+  ``Auto-Submitted`` (bounces, organizer notices); otherwise at end of message,
+  unchanged.  MAIL, RCPT and header events need no reply (``SMFIP_NR_*``), so they cost
+  no round trip; an MTA that cannot skip the reply to MAIL gets the null-sender accept
+  there.  Accept is per milter: filters after us (DKIM) still run.
 * A conference that cannot be made now is ``451 4.3.0`` (SMFIR_REPLYCODE); any error
   of ours is a 451 too, never an accept of an invitation that should have been
   rewritten.  While the pipeline waits for the platform, SMFIR_PROGRESS goes out every
@@ -71,8 +73,9 @@ PROTOCOL_VERSION = 6
 #: Events we never need: no reply, or not sent at all.
 _NOT_WANTED = (ProtocolFlags.NO_CONNECT | ProtocolFlags.NO_HELO | ProtocolFlags.NO_UNKNOWN
                | ProtocolFlags.NO_DATA)
-#: Events that need no reply from us (we would always say "continue").
-_NO_REPLY = ProtocolFlags.NR_HEADER | ProtocolFlags.NR_RECIPIENT
+#: Events that need no reply from us (we would always say "continue"; a null sender is
+#: accepted at end of headers): one round trip per event saved.
+_NO_REPLY = ProtocolFlags.NR_HEADER | ProtocolFlags.NR_RECIPIENT | ProtocolFlags.NR_SENDER
 _ACTIONS = (ActionFlags.ADD_HEADERS | ActionFlags.CHANGE_HEADERS | ActionFlags.CHANGE_BODY
             | ActionFlags.SETSYMLIST)
 MACROS = {
@@ -263,11 +266,12 @@ class MilterConnection:
             self._settle_pending(delivered=True)
             sender = _address(bytes(event.sender))
             self.transaction = _Transaction(sender)
-            if not sender:
-                # Bounces and our own organizer notices (null sender): nothing to do.
-                self._accept_early(self.transaction, "mail")
-                return
-            self.send(Continue())
+            if self.protocol.needs_response(event):
+                if not sender:
+                    # Bounces and our own organizer notices (null sender): nothing to do.
+                    self._accept_early(self.transaction, "mail")
+                else:
+                    self.send(Continue())
             return
         if isinstance(event, Abort):
             # Postfix sends SMFIC_ABORT after every transaction, also a successful one: an
@@ -287,7 +291,10 @@ class MilterConnection:
                     transaction.auto_submitted = True
         elif isinstance(event, EndOfHeaders) and transaction is not None:
             block = milter_message.assemble(transaction.headers, b"", leading_space=self.leading_space)
-            if transaction.auto_submitted or not headers_may_carry_calendar(block):
+            # Bounces and our own organizer notices (null sender, Auto-Submitted) pass as
+            # they are, like mail whose type cannot hold a calendar part.
+            if (not transaction.mail_from or transaction.auto_submitted
+                    or not headers_may_carry_calendar(block)):
                 self._accept_early(transaction, "end-of-headers")
                 return
         elif isinstance(event, Body) and transaction is not None:
