@@ -311,3 +311,20 @@ async def test_a_garbled_stream_closes_the_connection_and_leaves_the_listener_se
         outcome = await client.message(PLAIN, BOSS, [ANN])
         assert isinstance(outcome.reply, Accept)
         await client.close()
+
+
+async def test_shutdown_lets_a_message_in_flight_answer_then_refuses_new_connections(tmp_path):
+    async with running_milter(tmp_path, deadline=1.0, call_deadline=60) as product:
+        product.fake.add_fault("hang", times=None)
+        client = await product.client()
+        in_flight = asyncio.create_task(client.message(INVITE, BOSS, [ANN]))
+        async with asyncio.timeout(10):
+            while not product.fake.requests:  # the message is waiting for the platform
+                await asyncio.sleep(0.01)
+        port = product.milter.port
+        await product.milter.shutdown(grace=30)
+        outcome = await in_flight
+        assert isinstance(outcome.reply, ReplyCode) and outcome.reply_text.startswith("451 ")
+        await client.close()
+        with pytest.raises(OSError):
+            await MtaClient.connect(port)
