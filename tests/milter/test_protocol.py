@@ -318,9 +318,12 @@ async def test_shutdown_lets_a_message_in_flight_answer_then_refuses_new_connect
         product.fake.add_fault("hang", times=None)
         client = await product.client()
         in_flight = asyncio.create_task(client.message(INVITE, BOSS, [ANN]))
-        async with asyncio.timeout(10):
-            while not product.fake.requests:  # the message is waiting for the platform
-                await asyncio.sleep(0.01)
+        for _ in range(1000):  # bounded: until the message is waiting for the platform
+            if product.fake.requests:
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the message never reached the platform")
         port = product.milter.port
         await product.milter.shutdown(grace=30)
         outcome = await in_flight
