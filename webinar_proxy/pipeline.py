@@ -28,6 +28,10 @@ class InboundMessage:
     xforward: dict[str, str] = field(default_factory=dict)
     #: Event-loop time (``loop.time()``) by which the final reply must be sent.
     deadline: float = float("inf")
+    #: The SASL login the MTA reported for the submitter (milter ``{auth_authen}``), if any.
+    login: str | None = None
+    #: The MTA's queue id (milter macro ``i``), if known.
+    queue_id: str | None = None
 
 
 class TemporaryFailure(Exception):

@@ -24,6 +24,7 @@ from webinar_proxy.metrics import (
     start_metrics_server,
     stop_metrics_server,
 )
+from webinar_proxy.milter.server import MilterServer
 from webinar_proxy.settings import ConfigError, Settings, settings_warnings
 from webinar_proxy.smtp.server import RelayServer
 from webinar_proxy.store import ConferenceStore, StoreError
@@ -32,11 +33,12 @@ from webinar_proxy.wiring import open_services
 log = logging.getLogger("webinar_proxy")
 
 
-def health_checks(relay: RelayServer, store: ConferenceStore) -> dict[str, HealthCheck]:
-    """What ``/healthz`` reports: the SMTP listener is bound, the store answers."""
+def health_checks(relay: RelayServer | None, store: ConferenceStore,
+                  milter: MilterServer | None = None) -> dict[str, HealthCheck]:
+    """What ``/healthz`` reports: the listeners are bound, the store answers."""
 
     async def listener() -> bool:
-        return relay.is_serving()
+        return all(door.is_serving() for door in (relay, milter) if door is not None)
 
     async def store_answers() -> bool:
         await store.ping()
@@ -46,7 +48,7 @@ def health_checks(relay: RelayServer, store: ConferenceStore) -> dict[str, Healt
 
 
 #: Sections that only a restart applies (they shape listeners, connections and pools).
-RESTART_SECTIONS = ("smtp", "webinar", "store", "scheduler", "metrics", "logging")
+RESTART_SECTIONS = ("smtp", "webinar", "store", "scheduler", "metrics", "logging", "milter")
 
 
 def reload(pipeline: InvitationPipeline, running: Settings, load: Callable[[], Settings]) -> Settings:
@@ -106,20 +108,32 @@ async def serve(settings: Settings, load: Callable[[], Settings] | None = None) 
                 signal.SIGHUP, _on_sighup, {"settings": settings}, services.pipeline,
                 load or (lambda: settings),
             )
-            relay = RelayServer(settings.smtp, services.pipeline, metrics)
+            relay = RelayServer(settings.smtp, services.pipeline, metrics) if settings.smtp.enabled else None
+            milter = None
+            if settings.milter.listen is not None:
+                milter = MilterServer(settings.milter, services.pipeline,
+                                      deadline_seconds=settings.smtp.deadline_seconds, metrics=metrics)
             if settings.metrics.listen is not None:
                 endpoint = await start_metrics_server(
-                    settings.metrics, metrics, health_checks(relay, services.store)
+                    settings.metrics, metrics, health_checks(relay, services.store, milter)
                 )
                 for host, port in endpoint.addresses:
                     shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
                     log.info("metrics and health on http://%s/ (/metrics, /healthz)", shown)
-            await relay.start()
-            for host, port in relay.addresses:
-                shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-                log.info("listening on %s, next hop %s", shown, settings.smtp.next_hop)
-            # The store is open and the listener bound: tell systemd (Type=notify) we are up.
-            sdnotify.notify("READY=1", f"STATUS=relaying to {settings.smtp.next_hop}")
+            status = []
+            if relay is not None:
+                await relay.start()
+                for host, port in relay.addresses:
+                    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+                    log.info("listening on %s, next hop %s", shown, settings.smtp.next_hop)
+                status.append(f"relaying to {settings.smtp.next_hop}")
+            if milter is not None:
+                await milter.start()
+                for address in milter.addresses:
+                    log.info("milter listening on %s", address)
+                status.append(f"milter on {settings.milter.listen}")
+            # The store is open and the listeners bound: tell systemd (Type=notify) we are up.
+            sdnotify.notify("READY=1", "STATUS=" + ", ".join(status))
             if (interval := sdnotify.watchdog_interval()) is not None:
                 watchdog = asyncio.create_task(_watchdog(interval))
             scheduler = asyncio.create_task(services.scheduler.run_forever(stop))
@@ -127,7 +141,10 @@ async def serve(settings: Settings, load: Callable[[], Settings] | None = None) 
             sdnotify.notify("STOPPING=1", "STATUS=draining transactions in flight")
             log.info("shutting down: waiting up to %.0fs for transactions in flight",
                      settings.smtp.shutdown_grace_seconds)
-            await relay.shutdown(settings.smtp.shutdown_grace_seconds)
+            await asyncio.gather(*(
+                door.shutdown(settings.smtp.shutdown_grace_seconds)
+                for door in (relay, milter) if door is not None
+            ))
             await scheduler
     finally:
         if watchdog is not None:

@@ -236,6 +236,8 @@ class _Section(BaseModel):
 
 
 class SmtpSettings(_Section):
+    #: False: no SMTP listener (the milter alone serves; see [milter]).
+    enabled: bool = True
     listen: HostPortField = HostPort("127.0.0.1", 10025)
     next_hop: HostPortField = HostPort("127.0.0.1", 10026)
     allowed_clients: NetworkList = (
@@ -289,6 +291,27 @@ class StoreSettings(_Section):
     busy_timeout_seconds: float = Field(5.0, gt=0)
 
 
+def _login_map(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise ValueError("not a JSON object") from None
+    if not isinstance(value, Mapping):
+        raise ValueError("expected a table of login = [addresses]")
+    result = {}
+    for login, addresses in value.items():
+        if isinstance(addresses, str):
+            addresses = [addresses]
+        if not isinstance(addresses, list | tuple) or not all(isinstance(a, str) for a in addresses):
+            raise ValueError(f"{login!r}: expected a list of addresses")
+        result[str(login).strip().lower()] = tuple(a.strip().lower() for a in addresses)
+    return result
+
+
+LoginMap = Annotated[Mapping[str, tuple[str, ...]], BeforeValidator(_login_map), NoDecode]
+
+
 class PolicySettings(_Section):
     organizer_domains: DomainList = ()
     location_keyword: Annotated[str, AfterValidator(_keyword)] = "@webinar"
@@ -317,7 +340,10 @@ class PolicySettings(_Section):
     #: From: equals ORGANIZER or its SENT-BY; "envelope" = only an envelope sender equal to
     #: ORGANIZER (the address Postfix can bind to the SASL login), so a forged From: or
     #: SENT-BY acts on nothing (delegates sending for the organizer are then not honoured).
-    organizer_check: Literal["envelope_or_from", "envelope"] = "envelope_or_from"
+    #: "login" = the SASL login the MTA reports (milter) maps to ORGANIZER, see login_addresses.
+    organizer_check: Literal["envelope_or_from", "envelope", "login"] = "envelope_or_from"
+    #: SASL login → the addresses it may organize for; a login not listed stands for itself.
+    login_addresses: LoginMap = Field(default_factory=dict)
     #: Envelope senders that speak for the ORGANIZER written in the invitation: calendar
     #: servers (Nextcloud, Baïkal) that mail invitations for their users from their own
     #: address.  The organizer's domain must still be served.
@@ -332,6 +358,42 @@ class SchedulerSettings(_Section):
     delete_retry_max_seconds: float = Field(3600.0, gt=0)
     #: A creation interrupted this long ago (crash, lost connection) is cleaned up.
     stale_creating_seconds: float = Field(3600.0, gt=0)
+
+
+class MilterAddress(NamedTuple):
+    """Where the milter listens: ``inet:host:port`` or ``unix:/path`` (Postfix's notation)."""
+
+    kind: Literal["inet", "unix"]
+    host: str = ""
+    port: int = 0
+    path: str = ""
+
+    def __str__(self) -> str:
+        return f"unix:{self.path}" if self.kind == "unix" else f"inet:{HostPort(self.host, self.port)}"
+
+
+def parse_milter_address(value: Any) -> MilterAddress:
+    if isinstance(value, MilterAddress):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("expected 'inet:host:port' or 'unix:/path'")
+    kind, _, rest = value.strip().partition(":")
+    if kind in ("unix", "local") and rest.startswith("/"):
+        return MilterAddress("unix", path=rest)
+    if kind == "inet":
+        host, port = parse_host_port(rest)
+        return MilterAddress("inet", host, port)
+    raise ValueError(f"{value!r} is not 'inet:host:port' or 'unix:/absolute/path'")
+
+
+class MilterSettings(_Section):
+    #: Where the milter listens (``inet:127.0.0.1:8899``, ``unix:/run/…/milter.sock``); unset = off.
+    listen: Annotated[MilterAddress, BeforeValidator(parse_milter_address), NoDecode] | None = None
+    #: Where organizer notices are submitted (``host:port``, e.g. Postfix's port 25 on loopback);
+    #: unset = ``smtp.next_hop``.
+    notice_submit: HostPortField | None = None
+    #: Seconds between keep-alives (SMFIR_PROGRESS) while a message waits for the platform.
+    progress_interval_seconds: float = Field(30.0, gt=0)
 
 
 class MetricsSettings(_Section):
@@ -370,6 +432,7 @@ class Settings(BaseSettings):
     scheduler: SchedulerSettings = SchedulerSettings()
     metrics: MetricsSettings = MetricsSettings()
     logging: LoggingSettings = LoggingSettings()
+    milter: MilterSettings = MilterSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -533,7 +596,14 @@ def settings_warnings(settings: Settings) -> list[str]:
 
 def serve_problems(settings: Settings) -> list[str]:
     """What must also hold before ``serve`` may start (beyond the model's own checks)."""
+    problems: list[str] = []
     token = settings.webinar.token
     if token is None or not token.get_secret_value().strip():
-        return [TOKEN_MISSING]
-    return []
+        problems.append(TOKEN_MISSING)
+    if not settings.smtp.enabled and settings.milter.listen is None:
+        problems.append("smtp.enabled: false needs milter.listen, or nothing would listen")
+    if (not settings.smtp.enabled and settings.policy.notify_organizer
+            and settings.milter.notice_submit is None):
+        problems.append("milter.notice_submit: required when smtp.enabled is false and "
+                        "policy.notify_organizer is true (where organizer notices go)")
+    return problems

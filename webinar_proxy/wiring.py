@@ -56,7 +56,9 @@ async def open_services(
             )
 
             async def send_notice(mail_from: str, rcpt_tos: Sequence[str], data: bytes) -> None:
-                await submit(settings.smtp.next_hop, mail_from, rcpt_tos, data,
+                # Behind a milter there is no next hop of ours: notices go to the MTA itself.
+                target = settings.milter.notice_submit or settings.smtp.next_hop
+                await submit(target, mail_from, rcpt_tos, data,
                              local_hostname=settings.smtp.hostname)
 
             pipeline = InvitationPipeline(

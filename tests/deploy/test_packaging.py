@@ -25,6 +25,8 @@ SHIPPED = {
     "webinar-proxy/postfix/after-queue/master.cf": "config/postfix/after-queue/master.cf",
     "webinar-proxy/postfix/before-queue/main.cf": "config/postfix/before-queue/main.cf",
     "webinar-proxy/postfix/before-queue/master.cf": "config/postfix/before-queue/master.cf",
+    "webinar-proxy/postfix/milter/main.cf": "config/postfix/milter/main.cf",
+    "webinar-proxy/postfix/milter/master.cf": "config/postfix/milter/master.cf",
     "doc/webinar-proxy/deployment.md": "docs/deployment.md",
     "doc/webinar-proxy/sogo.md": "docs/sogo.md",
     "man/man8/webinar-proxy.8": "man/webinar-proxy.8",

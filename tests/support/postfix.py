@@ -52,7 +52,7 @@ from typing import Literal
 
 from tests.support.systemd import REPO, notify_socket, serve_process
 
-Mode = Literal["after-queue", "before-queue"]
+Mode = Literal["after-queue", "before-queue", "milter"]
 
 POSTFIX = Path("/usr/sbin/postfix")
 POSTCONF = "/usr/sbin/postconf"
@@ -62,6 +62,9 @@ STOCK_MASTER_CF = (Path("/usr/share/postfix/master.cf.dist"), Path("/etc/postfix
 SNIPPETS = REPO / "config" / "postfix"
 LOCAL_DOMAINS = ("example.net", "example.org")
 TOKEN = "postfix-test-token"
+SASLPASSWD2 = "/usr/sbin/saslpasswd2"
+#: SASL users of the milter-mode instance (Cyrus sasldb): login → password.
+SASL_USERS = {"boss@example.org": "boss-secret", "ann@example.net": "ann-secret"}
 
 
 def skip_reason() -> str | None:
@@ -214,17 +217,47 @@ class PostfixInstance:
             + (snippets / "master.cf").read_text()
         )
         # Base edits: no port 25, no chroot (the queue directory has no /etc copies).
-        self._postconf("-M#", "smtp/inet")
+        if self.mode == "milter":
+            # Port 25 stays, on a loopback port: organizer notices are submitted there.
+            self._postconf("-F", f"smtp/inet/service = 127.0.0.1:{self.reinject_port}")
+        else:
+            self._postconf("-M#", "smtp/inet")
         self._postconf("-F", "*/*/chroot = n")
         # Ports only, in the shipped snippets' own terms.
         if self.mode == "after-queue":
             relay = f"webinar-proxy:[127.0.0.1]:{self.relay_port}"
             self._postconf("-e", f"webinar_proxy_content_filter = {relay}")
-        else:
+        elif self.mode == "before-queue":
             self._postconf("-e", f"webinar_proxy_proxy_filter = 127.0.0.1:{self.relay_port}")
+        else:
+            self._configure_milter()
         self._postconf("-F", f"submission/inet/service = 127.0.0.1:{self.submission_port}")
-        self._postconf("-F", f"127.0.0.1:10026/inet/service = 127.0.0.1:{self.reinject_port}")
+        if self.mode != "milter":
+            self._postconf("-F", f"127.0.0.1:10026/inet/service = 127.0.0.1:{self.reinject_port}")
         self._postconf("-n")  # the whole main.cf: no "unused parameter" warnings
+
+    def _configure_milter(self) -> None:
+        """The milter's address, no DKIM signer, and Cyrus SASL (sasldb) with the test users.
+
+        The one departure from the shipped snippet: no TLS on submission (the test has
+        no certificate), so ``smtpd_tls_security_level`` is ``none`` there.
+        """
+        self._postconf("-e", f"webinar_proxy_milter = inet:127.0.0.1:{self.relay_port}", "dkim_milter =")
+        self._postconf("-P", "submission/inet/smtpd_tls_security_level=none")
+        sasl = self.config_dir / "sasl"  # where Debian's Postfix looks, whatever cyrus_sasl_config_path says
+        sasl.mkdir(exist_ok=True)
+        database = sasl / "sasldb2"
+        (sasl / "smtpd.conf").write_text(
+            f"pwcheck_method: auxprop\nauxprop_plugin: sasldb\nmech_list: PLAIN LOGIN\n"
+            f"sasldb_path: {database}\n")
+        for user, password in SASL_USERS.items():
+            local, _, realm = user.partition("@")
+            subprocess.run([SASLPASSWD2, "-p", "-c", "-f", str(database), "-u", realm, local],
+                           input=password.encode(), check=True, capture_output=True, timeout=30)
+        postfix_user = pwd.getpwnam("postfix")
+        os.chown(database, postfix_user.pw_uid, postfix_user.pw_gid)
+        self._postconf("-e", f"cyrus_sasl_config_path = {sasl}", "smtpd_sasl_type = cyrus",
+                       "smtpd_sasl_path = smtpd")
 
     def service_parameters(self, service: str) -> dict[str, str]:
         """``-o`` overrides of one master.cf service, e.g. ``"submission/inet"`` (as renamed)."""
@@ -292,6 +325,12 @@ class PostfixInstance:
         }
         if self.mode == "before-queue":  # below smtpd_proxy_timeout (100 s)
             full_env["WEBINAR_PROXY_SMTP__DEADLINE_SECONDS"] = "60"
+        if self.mode == "milter":
+            full_env.update({
+                "WEBINAR_PROXY_SMTP__ENABLED": "false",
+                "WEBINAR_PROXY_MILTER__LISTEN": f"inet:127.0.0.1:{self.relay_port}",
+                "WEBINAR_PROXY_MILTER__NOTICE_SUBMIT": f"127.0.0.1:{self.reinject_port}",
+            })
         full_env.update(self.relay_env)
         full_env.update(env or {})
         stack = contextlib.ExitStack()
@@ -325,7 +364,7 @@ class PostfixInstance:
 
     # ---------------------------------------------------------------- mail in, mail out
     def submit(self, message: bytes, mail_from: str, rcpts: list[str],
-               mail_options: tuple[str, ...] = ()) -> str | None:
+               mail_options: tuple[str, ...] = (), login: str | None = None) -> str | None:
         """Submit over SMTP to the submission port; returns the queue id from the final reply.
 
         ``message`` must use CRLF line ends. Raises ``smtplib.SMTPResponseException``
@@ -334,6 +373,8 @@ class PostfixInstance:
         with smtplib.SMTP("127.0.0.1", self.submission_port, local_hostname="client.test",
                           timeout=120) as client:
             client.ehlo()
+            if login is not None:
+                client.login(login, SASL_USERS[login])
             code, reply = client.mail(mail_from, list(mail_options))
             if code != 250:
                 raise smtplib.SMTPResponseException(code, reply)

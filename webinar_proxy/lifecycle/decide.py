@@ -18,7 +18,7 @@ CANCEL decision say what to store.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from webinar_proxy.engine import Classification
@@ -83,6 +83,20 @@ def is_served(organizer: str, organizer_domains: tuple[str, ...]) -> bool:
         return True
     domain = organizer.rpartition("@")[2].lower()
     return domain in {d.lower().lstrip("@") for d in organizer_domains}
+
+
+def login_may_organize(
+    login: str | None, organizer: str, login_addresses: Mapping[str, tuple[str, ...]]
+) -> bool:
+    """``policy.organizer_check = "login"``: the SASL login maps to ORGANIZER.
+
+    A login listed in ``login_addresses`` may organize for the addresses listed; any
+    other login only for the address equal to itself.  No login, no organizer.
+    """
+    if not login:
+        return False
+    login = login.strip().lower()
+    return organizer.lower() in login_addresses.get(login, (login,))
 
 
 def live_record(record: ConferenceRecord | None) -> ConferenceRecord | None:

@@ -29,6 +29,7 @@ from webinar_proxy.lifecycle.decide import (
     decide,
     is_served,
     live_record,
+    login_may_organize,
 )
 from webinar_proxy.lifecycle.notices import Notice, NoticeKind, build_notice
 from webinar_proxy.pipeline import InboundMessage, TemporaryFailure
@@ -99,6 +100,9 @@ class InvitationPipeline:
         if self.policy.organizer_check == "envelope" and c.from_organizer:
             # SENT-BY is written by the sender like From: is: strict means the envelope only.
             c = dataclasses.replace(c, from_organizer=sender == c.organizer)
+        elif self.policy.organizer_check == "login":
+            c = dataclasses.replace(c, from_organizer=login_may_organize(
+                message.login, c.organizer, self.policy.login_addresses))
         if not c.from_organizer and sender is not None and sender in self._trusted_senders():
             # A calendar server sending for its users speaks for the ORGANIZER it writes.
             c = dataclasses.replace(c, from_organizer=True)

@@ -87,12 +87,9 @@ def may_carry_calendar(raw: bytes) -> bool:
         if seen > _MAX_ENTITIES or depth > _MAX_DEPTH:
             return True
         header, body_start = _header_block(raw, start, end)
-        lowered = header.lower()
-        for label in _LABEL_HEADERS.finditer(lowered):
-            if any(hint in label.group() for hint in _CALENDAR_HINTS):
-                return True
-        match = _CONTENT_TYPE.search(lowered)
-        content_type = match.group(1) if match else b"text/plain"
+        labelled, content_type = _read_header_block(header)
+        if labelled:
+            return True
         if content_type.startswith(b"multipart/"):
             boundary_match = _BOUNDARY.search(header)
             if boundary_match is None:
@@ -106,3 +103,24 @@ def may_carry_calendar(raw: bytes) -> bool:
         elif content_type in (b"message/rfc822", b"message/global"):
             pending.append((body_start, end, depth + 1))
     return False
+
+
+def _read_header_block(header: bytes) -> tuple[bool, bytes]:
+    """Whether a Content-Type/Disposition labels calendar data, and the entity's type."""
+    lowered = header.lower()
+    labelled = any(
+        hint in label.group() for label in _LABEL_HEADERS.finditer(lowered) for hint in _CALENDAR_HINTS
+    )
+    match = _CONTENT_TYPE.search(lowered)
+    return labelled, match.group(1) if match else b"text/plain"
+
+
+def headers_may_carry_calendar(header_block: bytes) -> bool:
+    """Whether a message with this top-level header block can hold a calendar part at all.
+
+    False for a single-part message whose type and disposition say nothing of
+    calendars (text/plain, text/html, an image…): its body need not be read.  True
+    for multiparts and attached messages, whose parts are only known from the body.
+    """
+    labelled, content_type = _read_header_block(header_block)
+    return labelled or content_type.startswith((b"multipart/", b"message/"))
