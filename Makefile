@@ -20,7 +20,7 @@ test: $(BIN)/.installed
 
 # webinar-proxy(8) is rendered from the argument parser; a test fails when it is stale.
 man: $(BIN)/.installed
-	$(BIN)/python -m webinar_proxy.manpage > man/webinar-proxy.8
+	$(BIN)/python -m webinar_proxy.cli.manpage > man/webinar-proxy.8
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/bench_relay.py

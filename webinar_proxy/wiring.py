@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from webinar_proxy.engine import EngineOptions
+from webinar_proxy.invitation.engine import EngineOptions
 from webinar_proxy.lifecycle.conferences import ConferenceManager, utc_now
-from webinar_proxy.lifecycle.pipeline import InvitationPipeline
+from webinar_proxy.lifecycle.invitations import InvitationPipeline
 from webinar_proxy.lifecycle.scheduler import Scheduler
 from webinar_proxy.metrics import NO_METRICS, Metrics
 from webinar_proxy.settings import Settings

@@ -84,7 +84,7 @@ def test_wheel_carries_config_unit_and_postfix_snippets(tmp_path: Path):
 
 def test_the_shipped_man_page_is_current_and_names_every_command():
     from webinar_proxy.cli import build_parser
-    from webinar_proxy.manpage import render
+    from webinar_proxy.cli.manpage import render
 
     shipped = (REPO / "man" / "webinar-proxy.8").read_text()
     assert shipped == render(), "man/webinar-proxy.8 is stale: run `make man`"

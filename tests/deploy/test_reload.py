@@ -12,7 +12,7 @@ from tests.support.invites import invitation
 from tests.support.product import TOKEN, calendar_text
 from tests.support.relay import free_port, relay_process
 from tests.support.smtp import WireClient, dot_stuff, running_next_hop
-from webinar_proxy.webinar.fake import running_fake_webinar
+from webinar_proxy.testing.fake_webinar import running_fake_webinar
 
 START = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3)
 

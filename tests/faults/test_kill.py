@@ -27,7 +27,7 @@ from tests.faults.helpers import (
 from tests.support.smtp import NextHopBehaviour, running_next_hop
 from webinar_proxy.settings import SchedulerSettings, Settings, StoreSettings, WebinarSettings
 from webinar_proxy.store import ConferenceState
-from webinar_proxy.webinar.fake import running_fake_webinar
+from webinar_proxy.testing.fake_webinar import running_fake_webinar
 from webinar_proxy.wiring import open_services
 
 

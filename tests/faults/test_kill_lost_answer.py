@@ -18,7 +18,7 @@ from tests.support.smtp import running_next_hop
 from webinar_proxy.lifecycle.conferences import creation_marker
 from webinar_proxy.settings import SchedulerSettings, Settings, StoreSettings, WebinarSettings
 from webinar_proxy.store import ConferenceState
-from webinar_proxy.webinar.fake import running_fake_webinar
+from webinar_proxy.testing.fake_webinar import running_fake_webinar
 from webinar_proxy.wiring import open_services
 
 

@@ -29,7 +29,7 @@ from tests.faults.helpers import (
     wait_until,
 )
 from tests.support.smtp import NextHopBehaviour, WireClient, dot_stuff, running_next_hop
-from webinar_proxy.webinar.fake import running_fake_webinar
+from webinar_proxy.testing.fake_webinar import running_fake_webinar
 
 UNUSED_API = "http://127.0.0.1:9/v3"  # plain mail never calls the API
 

@@ -25,7 +25,7 @@ import pytest
 
 from tests.faults.helpers import PLAIN, TOKEN, Relay, invitations, meeting, relay_env, send, serve, wait_until
 from tests.support.smtp import running_next_hop
-from webinar_proxy.webinar.fake import running_fake_webinar
+from webinar_proxy.testing.fake_webinar import running_fake_webinar
 
 
 async def outage_then_recovery(  # type: ignore[no-untyped-def]

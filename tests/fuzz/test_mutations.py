@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from fuzz.mutate import load_seeds, mutate
 from fuzz.target import check
-from tests.fuzz.test_regressions import _event, _mail
+from tests.support.calendars import fuzz_event as _event
+from tests.support.calendars import fuzz_mail as _mail
 from tests.support.fixtures import CLIENTS_DIR
 
 BUILT_IN = [

@@ -13,7 +13,9 @@ from collections.abc import Iterator
 import pytest
 
 from fuzz.target import LINK, MAIL_FROM, NOW, OPTIONS, check
-from webinar_proxy.engine import classify, rewrite
+from tests.support.calendars import fuzz_event as _event
+from tests.support.calendars import fuzz_mail as _mail
+from webinar_proxy.invitation.engine import classify, rewrite
 
 
 class _Hung(BaseException):
@@ -32,24 +34,6 @@ def no_hang() -> Iterator[None]:
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
-
-
-def _mail(ics: str, method: str = "REQUEST") -> bytes:
-    return (
-        "From: Organizer <organizer@example.com>\r\nTo: a@example.net\r\nSubject: fuzz\r\n"
-        'MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary="b"\r\n\r\n'
-        "--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nYou are invited.\r\n"
-        f"--b\r\nContent-Type: text/calendar; charset=utf-8; method={method}\r\n\r\n{ics}\r\n--b--\r\n"
-    ).encode()
-
-
-def _event(*lines: str, end: str = "END:VCALENDAR") -> str:
-    return "\r\n".join([
-        "BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//fuzz//EN", "METHOD:REQUEST", "BEGIN:VEVENT",
-        "UID:fuzz-1@example.com", "DTSTAMP:20240101T000000Z", "DTSTART:20240105T100000Z",
-        "DTEND:20240105T110000Z", "ORGANIZER:mailto:organizer@example.com", "LOCATION:@webinar",
-        *lines, "END:VEVENT", end,
-    ]) + "\r\n"
 
 
 @pytest.mark.parametrize("interval", ["0", "-1"])

@@ -19,9 +19,9 @@ from tests.security.serve import running_serve
 from tests.support.invites import invitation
 from tests.support.product import TOKEN, Product, calendar_text, running_product
 from tests.support.smtp import running_next_hop, send_one
-from webinar_proxy import engine
-from webinar_proxy.engine import EngineOptions
-from webinar_proxy.webinar.fake import running_fake_webinar
+from webinar_proxy.invitation import engine
+from webinar_proxy.invitation.engine import EngineOptions
+from webinar_proxy.testing.fake_webinar import running_fake_webinar
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "servers"
 T0 = datetime(2031, 2, 3, 8, 0, tzinfo=UTC)

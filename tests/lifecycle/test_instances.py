@@ -11,7 +11,7 @@ from tests.support.invites import invitation
 from tests.support.product import TOKEN, calendar_text, running_product
 from tests.support.relay import free_port, relay_process
 from tests.support.smtp import running_next_hop, send_one
-from webinar_proxy.webinar.fake import running_fake_webinar
+from webinar_proxy.testing.fake_webinar import running_fake_webinar
 
 pytestmark = pytest.mark.postgres
 

@@ -9,10 +9,10 @@ import pytest
 
 from tests.metrics.helpers import label_values, scrape, serving_metrics, value
 from webinar_proxy.metrics import Metrics
+from webinar_proxy.testing.fake_webinar import running_fake_webinar
 from webinar_proxy.webinar import WebinarClient
 from webinar_proxy.webinar.client import OPERATION_NAMES
 from webinar_proxy.webinar.errors import UnauthorizedError
-from webinar_proxy.webinar.fake import running_fake_webinar
 from webinar_proxy.webinar.pacing import Backoff
 
 TOKEN = "metrics-secret-token-7c3e9b2a41"

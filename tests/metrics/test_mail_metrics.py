@@ -9,7 +9,7 @@ from tests.metrics.helpers import scrape, serving_metrics, value
 from tests.support.relay import running_relay, smtp_settings
 from tests.support.smtp import WireClient, dot_stuff, running_next_hop
 from webinar_proxy.metrics import Metrics
-from webinar_proxy.pipeline import InboundMessage, TemporaryFailure
+from webinar_proxy.seam import InboundMessage, TemporaryFailure
 
 
 def _mail(subject: str, body: bytes = b"body\r\n") -> bytes:

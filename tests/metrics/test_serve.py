@@ -13,7 +13,7 @@ from pathlib import Path
 from tests.metrics.helpers import Samples
 from tests.support.relay import REPO
 from tests.support.smtp import WireClient, dot_stuff, running_next_hop
-from webinar_proxy.webinar.fake import running_fake_webinar
+from webinar_proxy.testing.fake_webinar import running_fake_webinar
 
 TOKEN = "serve-metrics-token-0b8d6f4c"
 MESSAGE = b"From: <o@example.org>\r\nTo: <a@example.net>\r\nSubject: plain\r\n\r\nbody\r\n"

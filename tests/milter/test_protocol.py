@@ -46,7 +46,7 @@ from webinar_proxy.settings import (
     StoreSettings,
     WebinarSettings,
 )
-from webinar_proxy.webinar.fake import running_fake_webinar
+from webinar_proxy.testing.fake_webinar import running_fake_webinar
 from webinar_proxy.webinar.pacing import Backoff
 from webinar_proxy.wiring import Services, open_services
 

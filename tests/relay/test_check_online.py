@@ -8,7 +8,7 @@ import os
 import sys
 
 from tests.support.relay import REPO
-from webinar_proxy.webinar.fake import running_fake_webinar
+from webinar_proxy.testing.fake_webinar import running_fake_webinar
 
 TOKEN = "online-check-token-4e7a9b1c"
 PROMPTLY = 60.0

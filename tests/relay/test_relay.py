@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.relay import running_relay, smtp_settings
 from tests.support.smtp import NextHopBehaviour, WireClient, dot_stuff, running_next_hop
-from webinar_proxy.pipeline import InboundMessage, TemporaryFailure
+from webinar_proxy.seam import InboundMessage, TemporaryFailure
 
 SENDER = "organizer@example.org"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tests.support.relay import REPO
 from tests.support.smtp import WireClient, dot_stuff, running_next_hop
-from webinar_proxy.webinar.fake import running_fake_webinar
+from webinar_proxy.testing.fake_webinar import running_fake_webinar
 
 TOKEN = "serve-logging-token-6a2f9c0d"
 INVITATION = (REPO / "examples" / "invitation.eml").read_bytes()

@@ -22,9 +22,9 @@ from tests.support.smtp import (
     dot_stuff,
     running_next_hop,
 )
-from webinar_proxy.pipeline import InboundMessage
+from webinar_proxy.seam import InboundMessage
 from webinar_proxy.settings import SmtpSettings
-from webinar_proxy.webinar.fake import running_fake_webinar
+from webinar_proxy.testing.fake_webinar import running_fake_webinar
 
 SENDER = "organizer@example.org"
 MESSAGE = b"From: <organizer@example.org>\r\nTo: <a@example.net>\r\nSubject: plain\r\n\r\nbody\r\n"

@@ -22,7 +22,7 @@ from tests.security.serve import base_env, running_serve
 from tests.support.invites import invitation
 from tests.support.relay import REPO
 from tests.support.smtp import running_next_hop, send_one
-from webinar_proxy.webinar.fake import running_fake_webinar
+from webinar_proxy.testing.fake_webinar import running_fake_webinar
 
 TOKEN = "tok-SECRET-7f3e9b21c4d8a6e0"
 WRONG_TOKEN = "tok-WRONG-5a1c8e2f9d0b7364"

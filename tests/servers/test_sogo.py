@@ -43,7 +43,7 @@ from tests.support.sogo import (
     without_attendee,
 )
 from tests.support.systemd import serve_process
-from webinar_proxy.webinar.fake import running_fake_webinar
+from webinar_proxy.testing.fake_webinar import running_fake_webinar
 
 pytestmark = [pytest.mark.sogo, pytest.mark.slow]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from webinar_proxy.metrics import Metrics
-from webinar_proxy.pipeline import PassThrough, Pipeline
+from webinar_proxy.seam import PassThrough, Pipeline
 from webinar_proxy.settings import HostPort, SmtpSettings
 from webinar_proxy.smtp.server import RelayServer
 

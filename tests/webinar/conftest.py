@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from webinar_proxy.testing.fake_webinar import FakeWebinarServer, running_fake_webinar
 from webinar_proxy.webinar import WebinarClient
-from webinar_proxy.webinar.fake import FakeWebinarServer, running_fake_webinar
 from webinar_proxy.webinar.pacing import Backoff
 
 TOKEN = "test-token-5f0c1d2e3a4b"

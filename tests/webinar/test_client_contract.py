@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from webinar_proxy.settings import WebinarSettings
+from webinar_proxy.testing.fake_webinar import FakeWebinarServer
 from webinar_proxy.webinar import (
     AccessSettings,
     ConflictError,
@@ -17,7 +18,6 @@ from webinar_proxy.webinar import (
     Role,
     WebinarClient,
 )
-from webinar_proxy.webinar.fake import FakeWebinarServer
 
 BERLIN = ZoneInfo("Europe/Berlin")
 START = datetime(2030, 3, 10, 15, 0, tzinfo=BERLIN)

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from webinar_proxy.testing.fake_webinar import running_fake_webinar
 from webinar_proxy.webinar import (
     ConflictError,
     RejectedError,
@@ -17,7 +18,6 @@ from webinar_proxy.webinar import (
     WebinarClient,
     WebinarError,
 )
-from webinar_proxy.webinar.fake import running_fake_webinar
 from webinar_proxy.webinar.pacing import Backoff
 
 START = datetime(2030, 3, 10, 15, 0, tzinfo=ZoneInfo("Europe/Moscow"))

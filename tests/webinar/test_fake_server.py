@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from webinar_proxy.webinar.fake import FakeWebinarServer, running_fake_webinar
+from webinar_proxy.testing.fake_webinar import FakeWebinarServer, running_fake_webinar
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 

@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
+from webinar_proxy.testing.fake_webinar import FAULT_KINDS, FakeWebinarServer, running_fake_webinar
 from webinar_proxy.webinar import ConflictError, TemporaryError
-from webinar_proxy.webinar.fake import FAULT_KINDS, FakeWebinarServer, running_fake_webinar
 
 MOSCOW = ZoneInfo("Europe/Moscow")
 START = datetime(2030, 3, 10, 15, 0, tzinfo=MOSCOW)

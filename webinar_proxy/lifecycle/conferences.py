@@ -25,8 +25,8 @@ import logging
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 
-from webinar_proxy import engine
-from webinar_proxy.engine import Classification, EngineOptions
+from webinar_proxy.invitation import engine
+from webinar_proxy.invitation.engine import Classification, EngineOptions
 from webinar_proxy.metrics import NO_METRICS, Metrics
 from webinar_proxy.store import ConferenceRecord, ConferenceState, ConferenceStore, Registration
 from webinar_proxy.webinar import (

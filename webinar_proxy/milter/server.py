@@ -64,7 +64,7 @@ from kilter.protocol.messages import Message
 from webinar_proxy.mail.precheck import headers_may_carry_calendar
 from webinar_proxy.metrics import NO_METRICS, Metrics
 from webinar_proxy.milter import message as milter_message
-from webinar_proxy.pipeline import InboundMessage, Pipeline, TemporaryFailure
+from webinar_proxy.seam import InboundMessage, Pipeline, TemporaryFailure
 from webinar_proxy.settings import MilterSettings
 
 log = logging.getLogger("webinar_proxy.milter")

@@ -31,7 +31,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from webinar_proxy.metrics import NO_METRICS, Metrics
-from webinar_proxy.pipeline import InboundMessage, Pipeline, TemporaryFailure
+from webinar_proxy.seam import InboundMessage, Pipeline, TemporaryFailure
 from webinar_proxy.settings import SmtpSettings
 from webinar_proxy.smtp import replies, wire
 from webinar_proxy.smtp.nexthop import NextHop, NextHopError

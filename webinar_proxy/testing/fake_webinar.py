@@ -27,13 +27,11 @@ From the command line: ``webinar-proxy fake-webinar`` → ``run_fake_webinar(arg
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import fnmatch
 import json
 import logging
-import sys
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -42,8 +40,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from webinar_proxy.signals import until_terminated
-from webinar_proxy.webinar.fake_platform import (
+from webinar_proxy.testing.fake_platform import (
     DEFAULT_LINK_BASE,
     DuplicateMode,
     FakeApiError,
@@ -477,46 +474,3 @@ async def running_fake_webinar(
         yield server
     finally:
         await server.stop()
-
-
-def run_fake_webinar(args: argparse.Namespace) -> int:
-    """``webinar-proxy fake-webinar``: serve until SIGTERM/SIGINT; exit code."""
-    from webinar_proxy.settings import parse_host_port
-
-    try:
-        listen = parse_host_port(args.listen)
-    except ValueError as exc:
-        print(f"webinar-proxy: --listen: {exc}", file=sys.stderr)
-        return 2
-    if not args.token.strip():
-        print("webinar-proxy: --token must not be empty", file=sys.stderr)
-        return 2
-    if args.rate_limit < 0:
-        print("webinar-proxy: --rate-limit must not be negative", file=sys.stderr)
-        return 2
-    # The access log is what the fake is run for; it follows --log-level (set up by the CLI).
-    logging.getLogger("aiohttp.access").setLevel(logging.getLogger().level)
-    try:
-        return asyncio.run(_serve(listen.host, listen.port, args))
-    except KeyboardInterrupt:  # pragma: no cover - a second Ctrl-C during shutdown
-        return 0
-
-
-async def _serve(host: str, port: int, args: argparse.Namespace) -> int:
-    server = FakeWebinarServer(
-        token=args.token.strip(), organization=args.organization,
-        rate_limit=args.rate_limit, access_log=True,
-    )
-    try:
-        await server.start(host, port)
-    except OSError as exc:
-        print(f"webinar-proxy: cannot listen on {host}:{port}: {exc.strerror or exc}",
-              file=sys.stderr)
-        return 1
-    print(f"fake-webinar listening on {server.api_url}", flush=True)
-    try:
-        await until_terminated()
-    finally:
-        await server.stop()
-    print("fake-webinar stopped", flush=True)
-    return 0

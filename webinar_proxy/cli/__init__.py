@@ -3,7 +3,7 @@
 Exit codes: 0 success, 1 a runtime failure, 2 a bad configuration or bad usage
 (systemd's ``RestartPreventExitStatus=2`` relies on that).  Each command's ``--help``
 ends with its exit codes, signals and files; ``webinar-proxy(8)`` is rendered from
-this parser (``webinar_proxy.manpage``).
+this parser (``webinar_proxy.cli.manpage``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from webinar_proxy import __version__
+from webinar_proxy.cli.exits import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
 from webinar_proxy.logs import configure_logging
 from webinar_proxy.settings import (
     ConfigError,
@@ -22,11 +23,6 @@ from webinar_proxy.settings import (
     serve_problems,
     settings_warnings,
 )
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_CONFIG = 2
-
 
 #: The log levels ``--log-level`` and ``logging.level`` accept.
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -231,7 +227,7 @@ def _print_problems(problems: Sequence[str]) -> None:
 def _runtime_problems(settings: Settings) -> list[str]:
     """What ``serve`` needs beyond a valid file: the token and loadable templates."""
     problems = serve_problems(settings)
-    from webinar_proxy.engine import EngineOptions
+    from webinar_proxy.invitation.engine import EngineOptions
 
     try:
         EngineOptions.from_settings(settings)
@@ -264,7 +260,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if not args.online:
         print("configuration OK")
         return EXIT_OK
-    from webinar_proxy.webinar.online import check_online
+    from webinar_proxy.cli.check_online import check_online
 
     return check_online(settings)
 
@@ -273,7 +269,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args, to_serve=True)
     if settings is None:
         return EXIT_CONFIG
-    from webinar_proxy.service import run_service
+    from webinar_proxy.cli.serve import run_service
 
     def reread() -> Settings:
         settings = load_settings(getattr(args, "config", None), for_serving=True)
@@ -288,13 +284,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if settings is None:
         return EXIT_CONFIG
-    from webinar_proxy.inspect import run_inspect
+    from webinar_proxy.cli.inspect import run_inspect
 
     return run_inspect(args, settings)
 
 
 def cmd_fake_webinar(args: argparse.Namespace) -> int:
-    from webinar_proxy.webinar.fake import run_fake_webinar
+    from webinar_proxy.cli.fake_webinar import run_fake_webinar
 
     configure_logging(getattr(args, "log_level", None) or "info")
     return run_fake_webinar(args)
@@ -311,13 +307,13 @@ def cmd_conferences(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if settings is None:
         return EXIT_CONFIG
-    from webinar_proxy.store.admin import run_conferences
+    from webinar_proxy.cli.conferences import run_conferences
 
     return run_conferences(args, settings)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from webinar_proxy.demo import run_demo
+    from webinar_proxy.cli.demo import run_demo
 
     configure_logging(getattr(args, "log_level", None) or "info")
     return run_demo(args.keep)

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from webinar_proxy.cli.exits import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
 from webinar_proxy.settings import Settings
 from webinar_proxy.store import (
     ConferenceRecord,
@@ -25,10 +26,6 @@ from webinar_proxy.store import (
     open_configured_store,
     record_to_json,
 )
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_CONFIG = 2
 
 
 class _Refused(Exception):

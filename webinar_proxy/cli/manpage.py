@@ -1,7 +1,7 @@
 """webinar-proxy(8), rendered in roff from the command-line parser.
 
 The page is generated, so it names every command and option the program has:
-``python -m webinar_proxy.manpage > man/webinar-proxy.8`` (``make man``); a test
+``python -m webinar_proxy.cli.manpage > man/webinar-proxy.8`` (``make man``); a test
 checks that the shipped page is current, and the wheel installs it as
 ``share/man/man8/webinar-proxy.8``.
 """

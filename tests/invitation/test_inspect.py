@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.conftest import LINK
-from tests.engine.test_classify import calendar, mail
-from webinar_proxy.inspect import run_inspect
+from tests.support.calendars import LINK, calendar, mail
+from webinar_proxy.cli.inspect import run_inspect
 from webinar_proxy.settings import Settings
 
 

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 from webinar_proxy import sdnotify
-from webinar_proxy.engine import EngineOptions
-from webinar_proxy.lifecycle.pipeline import InvitationPipeline
+from webinar_proxy.invitation.engine import EngineOptions
+from webinar_proxy.lifecycle.invitations import InvitationPipeline
 from webinar_proxy.metrics import (
     HealthCheck,
     Metrics,

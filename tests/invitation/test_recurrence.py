@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.engine.conftest import EARLY
+from tests.support.calendars import EARLY
 from tests.support.fixtures import client_fixture
-from webinar_proxy.engine import (
+from webinar_proxy.invitation.engine import (
     EngineError,
     EngineOptions,
     Occurrence,

@@ -28,7 +28,7 @@ from webinar_proxy.settings import (
 from webinar_proxy.smtp.server import RelayServer
 from webinar_proxy.smtp.sink import FolderSink
 from webinar_proxy.smtp.submit import submit
-from webinar_proxy.webinar.fake import running_fake_webinar
+from webinar_proxy.testing.fake_webinar import running_fake_webinar
 from webinar_proxy.wiring import open_services
 
 ORGANIZER = "organizer@example.org"

@@ -12,13 +12,11 @@ from __future__ import annotations
 import asyncio
 import sys
 
+from webinar_proxy.cli.exits import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
 from webinar_proxy.settings import Settings
 from webinar_proxy.webinar.client import TOKEN_REJECTED, WebinarClient
 from webinar_proxy.webinar.errors import TemporaryError, UnauthorizedError, WebinarError
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_CONFIG = 2
 #: Longest an online check waits for one call (retries included).
 CHECK_DEADLINE_SECONDS = 20.0
 

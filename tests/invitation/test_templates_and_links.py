@@ -10,9 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.engine.conftest import LINK
-from tests.engine.test_classify import calendar, mail
-from webinar_proxy.engine import (
+from tests.support.calendars import LINK, calendar, mail
+from webinar_proxy.invitation.engine import (
     EngineError,
     EngineOptions,
     JoinTemplates,

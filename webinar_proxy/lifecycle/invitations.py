@@ -17,9 +17,9 @@ import math
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
-from webinar_proxy import engine
 from webinar_proxy.calendar import normalise_address
-from webinar_proxy.engine import Classification, EngineOptions
+from webinar_proxy.invitation import engine
+from webinar_proxy.invitation.engine import Classification, EngineOptions
 from webinar_proxy.lifecycle.conferences import ConferenceManager, utc_now
 from webinar_proxy.lifecycle.decide import (
     ACTING_METHODS,
@@ -32,7 +32,7 @@ from webinar_proxy.lifecycle.decide import (
     login_may_organize,
 )
 from webinar_proxy.lifecycle.notices import Notice, NoticeKind, build_notice
-from webinar_proxy.pipeline import InboundMessage, TemporaryFailure
+from webinar_proxy.seam import InboundMessage, TemporaryFailure
 from webinar_proxy.settings import PolicySettings
 from webinar_proxy.store import ConferenceRecord, ConferenceState, ConferenceStore, StoreError
 from webinar_proxy.webinar import RejectedError, WebinarError

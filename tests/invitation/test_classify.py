@@ -2,45 +2,15 @@
 
 from __future__ import annotations
 
-import base64
 from datetime import UTC, datetime
 
 import pytest
 
-from tests.engine.conftest import LINK
-from webinar_proxy.engine import EngineLimits, EngineOptions, classify
+from tests.support.calendars import LINK, calendar, mail
+from webinar_proxy.invitation.engine import EngineLimits, EngineOptions, classify
 from webinar_proxy.mail import MimeLimits
 
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
-
-
-def calendar(*event_lines: str, method: str = "REQUEST") -> str:
-    lines = [
-        "BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//test//EN", f"METHOD:{method}",
-        "BEGIN:VEVENT", "UID:meeting-42@example.com", "DTSTAMP:20240101T000000Z",
-        "DTSTART:20240301T090000Z", "DTEND:20240301T100000Z", "SUMMARY:Planning",
-        "ORGANIZER;CN=Boss;SENT-BY=\"MAILTO:Assistant@Example.com\":MAILTO:Boss@Example.com",
-        "ATTENDEE;CN=Ann;ROLE=REQ-PARTICIPANT;PARTSTAT=NEEDS-ACTION:mailto:ann@example.com",
-        "ATTENDEE;CUTYPE=ROOM;CN=Room 1:mailto:room1@example.com",
-        *event_lines, "END:VEVENT", "END:VCALENDAR", "",
-    ]
-    return "\r\n".join(lines)
-
-
-def mail(ics: str, *, headers: str = "", from_: str = "Boss <boss@example.com>",
-         encoding: str = "7bit") -> bytes:
-    body = ics.encode()
-    if encoding == "base64":
-        body = base64.encodebytes(body).replace(b"\n", b"\r\n")
-    head = (
-        f"From: {from_}\r\nTo: ann@example.com\r\nSubject: Planning\r\n{headers}"
-        "MIME-Version: 1.0\r\n"
-        'Content-Type: multipart/alternative; boundary="b1"\r\n\r\n'
-        "--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nPlanning meeting\r\n"
-        '--b1\r\nContent-Type: text/calendar; charset=utf-8; method=REQUEST\r\n'
-        f"Content-Transfer-Encoding: {encoding}\r\n\r\n"
-    ).encode()
-    return head + body + b"\r\n--b1--\r\n"
 
 
 def test_ordinary_mail_is_not_a_calendar_mail(options) -> None:

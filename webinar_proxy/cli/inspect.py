@@ -17,11 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from webinar_proxy.engine import Classification, EngineError, EngineOptions, classify, rewrite
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
+from webinar_proxy.cli.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from webinar_proxy.invitation.engine import Classification, EngineError, EngineOptions, classify, rewrite
 
 
 def _parse_now(value: str | None) -> datetime:

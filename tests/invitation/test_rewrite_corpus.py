@@ -16,10 +16,10 @@ from email.message import Message
 import icalendar
 import pytest
 
-from tests.engine.conftest import EARLY, LINK, OTHER_LINK
-from tests.engine.test_corpus_table import EXPECTED
+from tests.invitation.test_corpus_table import EXPECTED
+from tests.support.calendars import EARLY, LINK, OTHER_LINK
 from tests.support.fixtures import client_fixture
-from webinar_proxy.engine import classify, remove_conference, rewrite
+from webinar_proxy.invitation.engine import classify, remove_conference, rewrite
 from webinar_proxy.mail.joinblock import HTML_BEGIN, TEXT_BEGIN
 
 REQUESTS = sorted(

@@ -20,8 +20,8 @@ import icalendar
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.engine.conftest import LINK, OTHER_LINK
-from webinar_proxy.engine import EngineOptions, classify, remove_conference, rewrite
+from tests.support.calendars import LINK, OTHER_LINK
+from webinar_proxy.invitation.engine import EngineOptions, classify, remove_conference, rewrite
 
 UID = "prop-1@example.com"
 NOW = datetime(2024, 1, 1, tzinfo=UTC)

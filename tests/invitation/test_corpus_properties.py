@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.conftest import EARLY, LINK, OTHER_LINK
+from tests.support.calendars import EARLY, LINK, OTHER_LINK
 from tests.support.fixtures import corpus_files
-from webinar_proxy.engine import classify, remove_conference, rewrite
+from webinar_proxy.invitation.engine import classify, remove_conference, rewrite
 
 FILES = corpus_files()
 
