@@ -1,19 +1,33 @@
-"""The contract between the SMTP edge and whatever processes a message.
+"""The contract between a front door (``smtp/``, ``milter/``) and the use case.
 
-The edge hands each accepted message to a ``Pipeline`` at the end of DATA and
-forwards the bytes it returns.  The pipeline never sees SMTP objects and the edge
-never sees calendars: this module is the seam between them.
+It has two phases, and the types say so:
 
-A pipeline signals "try again later" by raising ``TemporaryFailure`` (the client
-gets 451); any other exception is treated the same way by the edge.  It must not
-return a half-written message: it returns either the original bytes or a
-complete replacement.
+1. ``Pipeline.process(message)`` gets each message at its end (DATA, or the
+   milter's end of message) and returns a ``Processed``: the bytes to forward
+   and an ``AfterDelivery`` context object carrying whatever the use case must
+   still do once the message's fate is known.
+2. The front door calls exactly one of ``after.delivered()`` (the next hop or
+   the MTA took the message) or ``after.aborted()`` (it did not), in the
+   background after the client has its reply; ``FollowUps`` runs and tracks those
+   calls so shutdown can wait for them.
+
+When ``process`` raises there is no second phase.  A pipeline signals "try again
+later" by raising ``TemporaryFailure`` (the client gets 451); any other exception
+is treated the same way.  It never returns a half-written message: the content is
+either the original bytes or a complete replacement.
+
+The use case never sees SMTP or milter objects and the front doors never see
+calendars: data runs one way, front door → use case, and back only as return values.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass, field
 from typing import Protocol
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,22 +56,77 @@ class TemporaryFailure(Exception):
         self.reason = reason
 
 
-class Pipeline(Protocol):
-    """What the edge calls for each message.
+class AfterDelivery(Protocol):
+    """Phase two: what the use case still does once the message's fate is known.
 
-    A pipeline may also define ``async def after_delivery(message, delivered: bool)``;
-    the edge calls it (in the background) once the final reply is decided, so that
-    follow-up work such as a notice to the organizer happens only for mail the next
-    hop accepted.
+    The front door calls exactly one of the two methods, once, after its reply.
     """
 
-    async def process(self, message: InboundMessage) -> bytes:
-        """Return the bytes to forward (``message.content`` itself when unchanged)."""
+    async def delivered(self) -> None:
+        """The next hop (or the MTA, behind a milter) took the message."""
+        ...
+
+    async def aborted(self) -> None:
+        """The message was not taken: 4xx/5xx, deadline, the client or the MTA gone."""
+        ...
+
+
+class NothingAfter:
+    """The second phase of a message that needs none."""
+
+    async def delivered(self) -> None:
+        return None
+
+    async def aborted(self) -> None:
+        return None
+
+
+NOTHING_AFTER: AfterDelivery = NothingAfter()
+
+
+@dataclass(frozen=True, slots=True)
+class Processed:
+    """Phase one's result: the bytes to forward and the follow-up for phase two."""
+
+    #: ``message.content`` itself when unchanged, else a complete replacement.
+    content: bytes
+    after: AfterDelivery = NOTHING_AFTER
+
+
+class Pipeline(Protocol):
+    """What a front door calls for each message (phase one)."""
+
+    async def process(self, message: InboundMessage) -> Processed:
         ...
 
 
 class PassThrough:
     """Forwards every message unchanged."""
 
-    async def process(self, message: InboundMessage) -> bytes:
-        return message.content
+    async def process(self, message: InboundMessage) -> Processed:
+        return Processed(message.content)
+
+
+class FollowUps:
+    """Runs phase two in the background so no client waits for it; shutdown waits for all."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def settle(self, after: AfterDelivery, *, delivered: bool) -> None:
+        task = asyncio.ensure_future(after.delivered() if delivered else after.aborted())
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("follow-up after delivery failed", exc_info=task.exception())
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    async def wait(self) -> None:
+        """Wait until every follow-up started so far (and any they start) has finished."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -9,7 +9,7 @@ from tests.metrics.helpers import scrape, serving_metrics, value
 from tests.support.relay import running_relay, smtp_settings
 from tests.support.smtp import WireClient, dot_stuff, running_next_hop
 from webinar_proxy.metrics import Metrics
-from webinar_proxy.seam import InboundMessage, TemporaryFailure
+from webinar_proxy.seam import InboundMessage, Processed, TemporaryFailure
 
 
 def _mail(subject: str, body: bytes = b"body\r\n") -> bytes:
@@ -19,14 +19,14 @@ def _mail(subject: str, body: bytes = b"body\r\n") -> bytes:
 class SubjectPipeline:
     """A real pipeline whose behaviour the subject picks: rewrite, copy, fail, or pass."""
 
-    async def process(self, message: InboundMessage) -> bytes:
+    async def process(self, message: InboundMessage) -> Processed:
         if b"Subject: rewrite" in message.content:
-            return message.content.replace(b"body", b"BODY")
+            return Processed(message.content.replace(b"body", b"BODY"))
         if b"Subject: copy" in message.content:
-            return bytes(bytearray(message.content))  # equal bytes, another object
+            return Processed(bytes(bytearray(message.content)))  # equal bytes, another object
         if b"Subject: fail" in message.content:
             raise TemporaryFailure("platform unavailable")
-        return message.content
+        return Processed(message.content)
 
 
 async def test_every_outcome_is_counted_and_scraped_over_http():

@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.relay import running_relay, smtp_settings
 from tests.support.smtp import NextHopBehaviour, WireClient, dot_stuff, running_next_hop
-from webinar_proxy.seam import InboundMessage, TemporaryFailure
+from webinar_proxy.seam import InboundMessage, Processed, TemporaryFailure
 
 SENDER = "organizer@example.org"
 
@@ -133,7 +133,7 @@ class FailingPipeline:
     def __init__(self, error: Exception) -> None:
         self.error = error
 
-    async def process(self, message: InboundMessage) -> bytes:
+    async def process(self, message: InboundMessage) -> Processed:
         raise self.error
 
 
@@ -152,7 +152,7 @@ async def test_pipeline_failure_gives_451_and_the_next_hop_gets_nothing(error):
 
 
 class HangingPipeline:
-    async def process(self, message: InboundMessage) -> bytes:
+    async def process(self, message: InboundMessage) -> Processed:
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 

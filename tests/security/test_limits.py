@@ -22,7 +22,7 @@ from tests.support.smtp import (
     dot_stuff,
     running_next_hop,
 )
-from webinar_proxy.seam import InboundMessage
+from webinar_proxy.seam import InboundMessage, Processed
 from webinar_proxy.settings import SmtpSettings
 from webinar_proxy.testing.fake_webinar import running_fake_webinar
 
@@ -144,9 +144,9 @@ class SlowPipeline:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
 
-    async def process(self, message: InboundMessage) -> bytes:
+    async def process(self, message: InboundMessage) -> Processed:
         await asyncio.sleep(self.seconds)
-        return message.content
+        return Processed(message.content)
 
 
 async def test_processing_longer_than_the_idle_timeout_is_not_cut_off():

@@ -32,7 +32,7 @@ from webinar_proxy.lifecycle.decide import (
     login_may_organize,
 )
 from webinar_proxy.lifecycle.notices import Notice, NoticeKind, build_notice
-from webinar_proxy.seam import InboundMessage, TemporaryFailure
+from webinar_proxy.seam import InboundMessage, Processed, TemporaryFailure
 from webinar_proxy.settings import PolicySettings
 from webinar_proxy.store import ConferenceRecord, ConferenceState, ConferenceStore, StoreError
 from webinar_proxy.webinar import RejectedError, WebinarError
@@ -70,14 +70,11 @@ class InvitationPipeline:
         self.policy = policy
         self.send_notice = send_notice
         self.clock = clock
-        self._notices: dict[str, list[Notice]] = {}
         # A creation notice goes out only with a delivered invitation.  When the first
         # delivery fails after the conference was made (next hop stalled or gone, 451),
         # the MTA's retry finds the conference ready; these keys (organizer, UID) make
         # that retry announce it instead.  In memory: a crash still loses the notice.
         self._unannounced: set[tuple[str, str]] = set()
-        self._announcing: dict[str, tuple[str, str]] = {}
-        self._background: set[asyncio.Task[None]] = set()
         self._warned_uids: set[str] = set()
 
     def reconfigure(self, options: EngineOptions, policy: PolicySettings) -> None:
@@ -87,7 +84,12 @@ class InvitationPipeline:
         self.manager.options = options
         self.manager.max_attendees = policy.max_attendees
 
-    async def process(self, message: InboundMessage) -> bytes:
+    async def process(self, message: InboundMessage) -> Processed:
+        """Phase one: the bytes to forward, and the notices to send once they are delivered."""
+        after = InvitationFollowUp(self)
+        return Processed(await self._process(message, after), after)
+
+    async def _process(self, message: InboundMessage, after: InvitationFollowUp) -> bytes:
         content = message.content
         c = await self._off_loop(
             content, engine.classify, content, message.mail_from, self.options, self.clock()
@@ -117,7 +119,7 @@ class InvitationPipeline:
                 log.info("session=%s uid=%s method=%s organizer=%s action=%s (%s)",
                          message.session_id, c.uid, c.method, c.organizer, decision.action,
                          decision.reason)
-                return await self._act(message, c, record, decision)
+                return await self._act(message, after, c, record, decision)
         except StoreError as exc:
             log.error("session=%s conference store unavailable: %s", message.session_id, exc)
             raise TemporaryFailure("Conference store unavailable, try again later") from None
@@ -148,8 +150,8 @@ class InvitationPipeline:
         )
 
     async def _act(
-        self, message: InboundMessage, c: Classification, record: ConferenceRecord | None,
-        decision: Decision,
+        self, message: InboundMessage, after: InvitationFollowUp, c: Classification,
+        record: ConferenceRecord | None, decision: Decision,
     ) -> bytes:
         content = message.content
         action = decision.action
@@ -160,13 +162,13 @@ class InvitationPipeline:
             assert record is not None and record.link
             return await self._rewrite(content, c.uid, record.link)
         if action is Action.ENSURE:
-            return await self._ensure(message, c, record)
+            return await self._ensure(message, after, c, record)
         assert record is not None
         if action in (Action.REMOVE, Action.CANCEL):
             await self.manager.delete(record, "removed by the organizer" if action is Action.REMOVE
                                       else "meeting cancelled")
             self._unannounced.discard((c.organizer, c.uid))
-            self._queue(message, Notice(NoticeKind.REMOVED, c.organizer, record.summary or "",
+            after.queue(Notice(NoticeKind.REMOVED, c.organizer, record.summary or "",
                                         record.link))
             if action is Action.REMOVE and c.has_our_link:
                 return await self._off_loop(
@@ -187,7 +189,8 @@ class InvitationPipeline:
         return content
 
     async def _ensure(
-        self, message: InboundMessage, c: Classification, record: ConferenceRecord | None
+        self, message: InboundMessage, after: InvitationFollowUp, c: Classification,
+        record: ConferenceRecord | None,
     ) -> bytes:
         assert c.uid is not None and c.organizer is not None
         created = record is None or record.link is None or record.state != ConferenceState.ACTIVE
@@ -197,35 +200,37 @@ class InvitationPipeline:
         except TimeoutError:
             # The platform is too slow for this message's deadline: stop in time to
             # still answer (451) or deliver without the link, per policy.
-            return self._platform_unavailable(message, c, "the Webinar platform did not answer in time")
+            return self._platform_unavailable(message, after, c,
+                                              "the Webinar platform did not answer in time")
         except RejectedError as exc:
             # The platform refuses this meeting as it is: retrying the same mail
             # cannot help, so deliver it without a link and tell the organizer.
             log.error("uid=%s: the platform rejected the conference: %s", c.uid, exc)
-            return self._deliver_without_link(message, c, str(exc.message or exc))
+            return self._deliver_without_link(message, after, c, str(exc.message or exc))
         except WebinarError as exc:
-            return self._platform_unavailable(message, c, str(exc))
+            return self._platform_unavailable(message, after, c, str(exc))
         assert record.link is not None
         book = after_request(c, record, message.rcpt_tos)
         record = await self.store.put(dataclasses.replace(record, **book.as_fields()))
         key = (c.organizer, c.uid)
         if created or key in self._unannounced:
             self._unannounced.discard(key)
-            self._queue(message, Notice(NoticeKind.CREATED, c.organizer, record.summary, record.link))
-            if message.session_id in self._notices:
-                self._announcing[message.session_id] = key
+            after.queue(Notice(NoticeKind.CREATED, c.organizer, record.summary, record.link))
+            after.announces(key)
         return await self._rewrite(message.content, c.uid, record.link)
 
-    def _platform_unavailable(self, message: InboundMessage, c: Classification, why: str) -> bytes:
+    def _platform_unavailable(self, message: InboundMessage, after: InvitationFollowUp,
+                              c: Classification, why: str) -> bytes:
         if self.policy.on_api_failure == "deliver":
             log.error("uid=%s: no conference (%s); delivering without a link", c.uid, why)
-            return self._deliver_without_link(message, c, "the Webinar platform is unavailable")
+            return self._deliver_without_link(message, after, c, "the Webinar platform is unavailable")
         log.warning("uid=%s: conference not ready (%s); asking the MTA to retry", c.uid, why)
         raise TemporaryFailure("Webinar conference could not be reserved yet, try again later")
 
-    def _deliver_without_link(self, message: InboundMessage, c: Classification, reason: str) -> bytes:
+    def _deliver_without_link(self, message: InboundMessage, after: InvitationFollowUp,
+                              c: Classification, reason: str) -> bytes:
         assert c.organizer is not None
-        self._queue(message, Notice(NoticeKind.FAILED, c.organizer, c.summary or "", reason=reason))
+        after.queue(Notice(NoticeKind.FAILED, c.organizer, c.summary or "", reason=reason))
         return message.content
 
     async def _rewrite(self, content: bytes, uid: str, link: str) -> bytes:
@@ -243,23 +248,43 @@ class InvitationPipeline:
             return await asyncio.to_thread(function, *args)
         return function(*args)
 
-    # -- organizer notices, sent only once the invitation itself was accepted ----------
 
-    def _queue(self, message: InboundMessage, notice: Notice) -> None:
-        if self.policy.notify_organizer and self.send_notice is not None:
-            self._notices.setdefault(message.session_id, []).append(notice)
+class InvitationFollowUp:
+    """Phase two of one message (the seam's ``AfterDelivery``): organizer notices.
 
-    async def after_delivery(self, message: InboundMessage, delivered: bool) -> None:
-        notices = self._notices.pop(message.session_id, [])
-        announcing = self._announcing.pop(message.session_id, None)
-        if not delivered and announcing is not None and len(self._unannounced) < MAX_UNANNOUNCED:
-            self._unannounced.add(announcing)
-        if not delivered or self.send_notice is None:
+    Notices go out only once the invitation itself was delivered.  A creation notice
+    of a message that was not delivered is remembered by (organizer, UID), so the
+    MTA's retry, which finds the conference ready, announces it instead.
+    """
+
+    def __init__(self, pipeline: InvitationPipeline) -> None:
+        self._pipeline = pipeline
+        self._notices: list[Notice] = []
+        self._announcing: tuple[str, str] | None = None
+
+    def queue(self, notice: Notice) -> None:
+        if self._pipeline.policy.notify_organizer and self._pipeline.send_notice is not None:
+            self._notices.append(notice)
+
+    def announces(self, key: tuple[str, str]) -> None:
+        """The queued creation notice announces the conference of ``key`` (organizer, UID)."""
+        if self._notices:
+            self._announcing = key
+
+    async def aborted(self) -> None:
+        unannounced = self._pipeline._unannounced
+        if self._announcing is not None and len(unannounced) < MAX_UNANNOUNCED:
+            unannounced.add(self._announcing)
+
+    async def delivered(self) -> None:
+        pipeline = self._pipeline
+        if pipeline.send_notice is None:
             return
-        for notice in notices:
+        for notice in self._notices:
             try:
-                data = build_notice(notice, language=self.policy.language, sender=self.policy.notice_from)
-                await self.send_notice("", [notice.organizer], data)
+                data = build_notice(notice, language=pipeline.policy.language,
+                                    sender=pipeline.policy.notice_from)
+                await pipeline.send_notice("", [notice.organizer], data)
             except Exception as exc:  # a notice is a courtesy; it never fails the mail
                 log.warning("notice to %s not sent: %s", notice.organizer, exc)
 

@@ -3,8 +3,9 @@
 One asyncio task per MTA connection decodes the milter protocol (version 6) with
 ``kilter.protocol`` and drives the same seam the SMTP edge does: the whole message
 goes to ``Pipeline.process`` at end of message, a changed result goes back as edits
-(only the headers that differ, the body by ``SMFIR_REPLBODY`` in chunks), and
-``after_delivery`` follows once the MTA has taken the message (or dropped it).
+(only the headers that differ, the body by ``SMFIR_REPLBODY`` in chunks), and the
+seam's second phase (``delivered``/``aborted``) follows once the MTA has taken the
+message (or dropped it).
 
 What it guarantees:
 
@@ -31,7 +32,7 @@ import os
 import secrets
 import socket
 import stat
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from kilter.protocol import (
@@ -64,7 +65,7 @@ from kilter.protocol.messages import Message
 from webinar_proxy.mail.precheck import headers_may_carry_calendar
 from webinar_proxy.metrics import NO_METRICS, Metrics
 from webinar_proxy.milter import message as milter_message
-from webinar_proxy.seam import InboundMessage, Pipeline, TemporaryFailure
+from webinar_proxy.seam import AfterDelivery, FollowUps, InboundMessage, Pipeline, TemporaryFailure
 from webinar_proxy.settings import MilterSettings
 
 log = logging.getLogger("webinar_proxy.milter")
@@ -91,7 +92,6 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
 REPLY_INTERNAL = b"451 4.3.0 Internal error, try again later"
 REPLY_DEADLINE = b"451 4.4.7 Processing took too long, try again later"
 
-AfterDelivery = Callable[[InboundMessage, bool], Awaitable[None]]
 
 
 class MilterProtocolError(Exception):
@@ -215,8 +215,8 @@ class MilterConnection:
         self.actions = ActionFlags.NONE
         self.transaction: _Transaction | None = None
         self.messages = 0
-        #: The message whose end we accepted; its fate is known at the next event.
-        self.pending: InboundMessage | None = None
+        #: Phase two of the message whose end we accepted; its fate is known at the next event.
+        self.pending: AfterDelivery | None = None
         self.processing = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -350,10 +350,13 @@ class MilterConnection:
         )
         keepalive = asyncio.create_task(self._keep_alive())
         outcome, reply = "passed", b"continue"
+        after: AfterDelivery | None = None
         try:
             try:
                 async with asyncio.timeout_at(message.deadline):
-                    result = await self.server.pipeline.process(message)
+                    processed = await self.server.pipeline.process(message)
+                after = processed.after
+                result = processed.content
             finally:
                 keepalive.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -362,7 +365,7 @@ class MilterConnection:
                 outcome = "rewritten"
                 self._send_edits(transaction, result)
             self.send(Continue())
-            self.pending = message
+            self.pending = after
         except TimeoutError:
             log.error("session=%s processing did not finish within %.0fs", message.session_id,
                       self.server.deadline_seconds)
@@ -378,7 +381,8 @@ class MilterConnection:
             self._idle.set()
         if outcome == "tempfailed":
             self.send(_reply_code(reply))
-            self.server.after_delivery(message, False)
+            if after is not None:
+                self.server.follow_ups.settle(after, delivered=False)
         self.transaction = None
         elapsed = loop.time() - started
         log.info("session=%s%s from=<%s> rcpts=%d size=%d outcome=%s reply=%r duration=%.3fs",
@@ -426,8 +430,8 @@ class MilterConnection:
         close); a filter after us or the queue refusing it is not seen (documented).
         """
         if self.pending is not None:
-            message, self.pending = self.pending, None
-            self.server.after_delivery(message, delivered)
+            after, self.pending = self.pending, None
+            self.server.follow_ups.settle(after, delivered=delivered)
 
     async def wait_idle(self) -> None:
         await self._idle.wait()
@@ -452,8 +456,7 @@ class MilterServer:
         self.metrics = metrics or NO_METRICS
         self.connections: set[MilterConnection] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._background: set[asyncio.Task[None]] = set()
-        self._after_delivery: AfterDelivery | None = getattr(pipeline, "after_delivery", None)
+        self.follow_ups = FollowUps()
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -485,13 +488,6 @@ class MilterServer:
             if task is not None:
                 self._tasks.discard(task)
 
-    def after_delivery(self, message: InboundMessage, delivered: bool) -> None:
-        if self._after_delivery is None:
-            return
-        task = asyncio.ensure_future(self._after_delivery(message, delivered))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
     @property
     def addresses(self) -> list[str]:
         """Where it listens, in the notation of ``milter.listen``."""
@@ -515,9 +511,8 @@ class MilterServer:
         return self._server is not None and self._server.is_serving()
 
     async def settle(self) -> None:
-        """Wait for follow-up work (``after_delivery``) to finish."""
-        while self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        """Wait for the follow-ups (phase two of the seam) to finish."""
+        await self.follow_ups.wait()
 
     async def shutdown(self, grace: float) -> None:
         """Stop accepting; let messages being processed finish within ``grace``; close."""

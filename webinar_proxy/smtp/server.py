@@ -31,7 +31,14 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from webinar_proxy.metrics import NO_METRICS, Metrics
-from webinar_proxy.seam import InboundMessage, Pipeline, TemporaryFailure
+from webinar_proxy.seam import (
+    NOTHING_AFTER,
+    AfterDelivery,
+    FollowUps,
+    InboundMessage,
+    Pipeline,
+    TemporaryFailure,
+)
 from webinar_proxy.settings import SmtpSettings
 from webinar_proxy.smtp import replies, wire
 from webinar_proxy.smtp.nexthop import NextHop, NextHopError
@@ -70,6 +77,8 @@ class RelaySession(Session):
         self.processing = False
         #: Whether the pipeline changed the current message (for the mail metrics).
         self.rewritten = False
+        #: Phase two of the message in DATA (see ``seam``), set once the pipeline returned.
+        self.after: AfterDelivery = NOTHING_AFTER
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -96,8 +105,7 @@ class RelayHandler:
         self.settings = settings
         self.pipeline = pipeline
         self.metrics = metrics or NO_METRICS
-        self._after_delivery = getattr(pipeline, "after_delivery", None)
-        self._background: set[asyncio.Task[None]] = set()
+        self.follow_ups = FollowUps()
 
     async def handle_EHLO(
         self, server: SMTP, session: Session, envelope: Envelope,
@@ -178,6 +186,7 @@ class RelayHandler:
         )
         session.processing = True
         session.rewritten = False
+        session.after = NOTHING_AFTER
         reply = replies.TEMPFAIL_INTERNAL  # what stands if we are cancelled (client gone)
         try:
             reply = await self._deliver(session, message)
@@ -185,11 +194,9 @@ class RelayHandler:
             session.processing = False
             session.in_transaction = False
             session.xforward = {}
-            if self._after_delivery is not None:
-                # after the client has its reply: follow-up mail must not delay it
-                task = asyncio.ensure_future(self._after_delivery(message, reply.is_success))
-                self._background.add(task)
-                task.add_done_callback(self._background.discard)
+            # In the background: the client's reply must not wait for follow-up mail.
+            self.follow_ups.settle(session.after, delivered=reply.is_success)
+            session.after = NOTHING_AFTER
         outcome = _outcome(reply)
         elapsed = loop.time() - started
         queue = queue_id(content, message.xforward)
@@ -215,7 +222,7 @@ class RelayHandler:
             async with asyncio.timeout_at(message.deadline):
                 try:
                     async with asyncio.timeout_at(pipeline_deadline):
-                        content = await self.pipeline.process(message)
+                        processed = await self.pipeline.process(message)
                 except TimeoutError:
                     log.error("session=%s processing did not finish within the deadline of %.0fs",
                               message.session_id, self.settings.deadline_seconds)
@@ -229,6 +236,8 @@ class RelayHandler:
                     log.exception("session=%s pipeline failed", message.session_id)
                     await _abort_next_hop_transaction(session)
                     return replies.TEMPFAIL_INTERNAL
+                session.after = processed.after
+                content = processed.content
                 # Equal bytes count as unchanged; comparing costs only when they differ.
                 session.rewritten = content is not message.content and content != message.content
                 reply = await next_hop.data(*_payload(content))
@@ -505,9 +514,8 @@ class RelayServer:
         return self._server is not None and self._server.is_serving()
 
     async def settle(self) -> None:
-        """Wait for follow-up work started after replies (``after_delivery``) to finish."""
-        while self.handler._background:
-            await asyncio.gather(*self.handler._background, return_exceptions=True)
+        """Wait for the follow-ups (phase two of the seam) started after replies to finish."""
+        await self.handler.follow_ups.wait()
 
     def busy_connections(self) -> Iterable[RelaySMTP]:
         return [c for c in self.connections if c.session and c.relay_session().in_transaction]
