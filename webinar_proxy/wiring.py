@@ -1,16 +1,22 @@
-"""Assembling the running parts from the settings (the composition root's building blocks).
+"""The one composition root: the running product assembled from the settings.
 
-``open_services`` opens the store and the Webinar client, builds the engine
-options, the conference manager, the invitation pipeline and the scheduler, and
-closes what it opened on exit.  ``serve`` and ``demo`` both use it, so they run
-the same product.
+``open_services`` opens the store and the Webinar client and builds the engine
+options, the conference manager, the invitation pipeline and the scheduler.
+``running_product`` adds the front doors (SMTP and/or milter), the metrics and
+health endpoint and the scheduler's task, starts them in order and stops them in
+reverse.  ``serve`` and ``demo`` both run ``running_product``, so the demo is the
+same product as the service: same parts, same metrics, same scheduler.
+
+This is the only module that knows every room; nothing imports it but the
+commands.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,8 +24,17 @@ from webinar_proxy.invitation.engine import EngineOptions
 from webinar_proxy.lifecycle.conferences import ConferenceManager, utc_now
 from webinar_proxy.lifecycle.invitations import InvitationPipeline
 from webinar_proxy.lifecycle.scheduler import Scheduler
-from webinar_proxy.metrics import NO_METRICS, Metrics
+from webinar_proxy.metrics import (
+    NO_METRICS,
+    HealthCheck,
+    Metrics,
+    MetricsServer,
+    start_metrics_server,
+    stop_metrics_server,
+)
+from webinar_proxy.milter.server import MilterServer
 from webinar_proxy.settings import Settings
+from webinar_proxy.smtp.server import RelayServer
 from webinar_proxy.smtp.submit import submit
 from webinar_proxy.store import ConferenceStore, open_configured_store
 from webinar_proxy.webinar import WebinarClient
@@ -73,3 +88,84 @@ async def open_services(
             await client.aclose()
     finally:
         await store.close()
+
+
+def health_checks(relay: RelayServer | None, store: ConferenceStore,
+                  milter: MilterServer | None = None) -> dict[str, HealthCheck]:
+    """What ``/healthz`` reports: the listeners are bound, the store answers."""
+
+    async def listener() -> bool:
+        return all(door.is_serving() for door in (relay, milter) if door is not None)
+
+    async def store_answers() -> bool:
+        await store.ping()
+        return True
+
+    return {"listener": listener, "store": store_answers}
+
+
+@dataclass
+class Product:
+    """The running product: services, front doors, metrics endpoint, scheduler."""
+
+    settings: Settings
+    services: Services
+    metrics: Metrics
+    relay: RelayServer | None
+    milter: MilterServer | None
+    endpoint: MetricsServer | None = None
+    #: Set to stop the scheduler (``serve`` sets it on SIGTERM/SIGINT).
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def doors(self) -> list[RelayServer | MilterServer]:
+        return [door for door in (self.relay, self.milter) if door is not None]
+
+    async def settle(self) -> None:
+        """Wait for every front door's follow-ups (organizer notices) to finish."""
+        for door in self.doors:
+            await door.settle()
+
+    async def shutdown(self, grace: float) -> None:
+        """Stop accepting; let messages in flight finish within ``grace``."""
+        await asyncio.gather(*(door.shutdown(grace) for door in self.doors))
+
+
+@contextlib.asynccontextmanager
+async def running_product(
+    settings: Settings,
+    *,
+    stop: asyncio.Event | None = None,
+    clock: Callable[[], datetime] = utc_now,
+    client_options: dict[str, Any] | None = None,
+) -> AsyncIterator[Product]:
+    """Start everything ``settings`` asks for; on exit shut it down in reverse order.
+
+    The front doors get ``smtp.shutdown_grace_seconds`` to finish messages in flight
+    (unless the caller already shut them down), then the scheduler stops.
+    """
+    metrics = Metrics()
+    async with open_services(settings, clock=clock, client_options=client_options,
+                             metrics=metrics) as services:
+        relay = RelayServer(settings.smtp, services.pipeline, metrics) if settings.smtp.enabled else None
+        milter = None
+        if settings.milter.listen is not None:
+            milter = MilterServer(settings.milter, services.pipeline,
+                                  deadline_seconds=settings.smtp.deadline_seconds, metrics=metrics)
+        product = Product(settings, services, metrics, relay, milter, stop=stop or asyncio.Event())
+        scheduler: asyncio.Task[None] | None = None
+        try:
+            if settings.metrics.listen is not None:
+                product.endpoint = await start_metrics_server(
+                    settings.metrics, metrics, health_checks(relay, services.store, milter)
+                )
+            for door in product.doors:
+                await door.start()
+            scheduler = asyncio.create_task(services.scheduler.run_forever(product.stop))
+            yield product
+        finally:
+            await product.shutdown(settings.smtp.shutdown_grace_seconds)  # a no-op when done
+            product.stop.set()
+            if scheduler is not None:
+                await scheduler
+            await stop_metrics_server(product.endpoint)

@@ -11,10 +11,10 @@ import pytest
 from tests.metrics.helpers import get, serving_metrics
 from tests.support.relay import running_relay, smtp_settings
 from tests.support.smtp import running_next_hop
-from webinar_proxy.cli.serve import health_checks
 from webinar_proxy.metrics import Metrics, start_metrics_server
 from webinar_proxy.settings import ConfigError, HostPort, MetricsSettings, Settings, load_settings
 from webinar_proxy.store import open_store
+from webinar_proxy.wiring import health_checks
 
 
 async def test_healthz_is_200_while_listener_and_store_are_up_and_503_with_what_failed(tmp_path: Path):

@@ -25,11 +25,10 @@ from webinar_proxy.settings import (
     StoreSettings,
     WebinarSettings,
 )
-from webinar_proxy.smtp.server import RelayServer
 from webinar_proxy.smtp.sink import FolderSink
 from webinar_proxy.smtp.submit import submit
 from webinar_proxy.testing.fake_webinar import running_fake_webinar
-from webinar_proxy.wiring import open_services
+from webinar_proxy.wiring import running_product
 
 ORGANIZER = "organizer@example.org"
 ATTENDEES = ("anna@example.net", "boris@example.net")
@@ -107,42 +106,38 @@ async def _demo(folder: Path) -> int:
             store=StoreSettings(url=f"sqlite:///{folder}/state.db"),
             policy=PolicySettings(language="en"),
         )
-        async with open_services(settings) as services:
-            relay = RelayServer(settings.smtp, services.pipeline)
-            await relay.start()
-            relay_address = HostPort("127.0.0.1", relay.port)
+        async with running_product(settings) as product:
+            assert product.relay is not None
+            relay_address = HostPort("127.0.0.1", product.relay.port)
             print(f"fake Webinar API at {fake.api_url}")
             print(f"relay listening on {relay_address}, next hop (folder {sink.folder}) on port {sink.port}")
-            try:
-                start = (datetime.now(UTC) + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
-                steps = [
-                    ("ordinary mail", ORDINARY_MAIL, lambda s: not s["events"]),
-                    ("invitation", sample_invitation(start), lambda s: len(s["events"]) == 1),
-                    ("update: one hour later", sample_invitation(start + timedelta(hours=1), sequence=1),
-                     lambda s: len(s["sessions"]) == 1),
-                    ("cancellation", sample_invitation(start, sequence=2, method="CANCEL"),
-                     lambda s: not s["events"]),
-                ]
-                for title, message, expected in steps:
-                    seen = len(sink.delivered)
-                    reply = await submit(relay_address, ORGANIZER, list(ATTENDEES), message)
-                    await relay.settle()
-                    state = fake.state()
-                    print(f"\n== {title}: relay answered {reply}")
-                    for path in sink.delivered[seen:]:
-                        print(f"   delivered: {path} ({_what_was_delivered(path)})")
-                    for event in state["events"]:
-                        print(f"   join link: {event['link']}")
-                    print("   platform:", _summary(state).replace("\n", "\n   "))
-                    step_ok = reply.is_success and expected(state)
-                    ok = ok and step_ok
-                    if not step_ok:
-                        print(f"   UNEXPECTED result for {title}")
-                unchanged = sink.delivered and sink.delivered[0].read_bytes().endswith(ORDINARY_MAIL)
-                print(f"\nordinary mail arrived byte for byte: {'yes' if unchanged else 'NO'}")
-                ok = ok and bool(unchanged)
-            finally:
-                await relay.shutdown(grace=5)
+            start = (datetime.now(UTC) + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+            steps = [
+                ("ordinary mail", ORDINARY_MAIL, lambda s: not s["events"]),
+                ("invitation", sample_invitation(start), lambda s: len(s["events"]) == 1),
+                ("update: one hour later", sample_invitation(start + timedelta(hours=1), sequence=1),
+                 lambda s: len(s["sessions"]) == 1),
+                ("cancellation", sample_invitation(start, sequence=2, method="CANCEL"),
+                 lambda s: not s["events"]),
+            ]
+            for title, message, expected in steps:
+                seen = len(sink.delivered)
+                reply = await submit(relay_address, ORGANIZER, list(ATTENDEES), message)
+                await product.settle()
+                state = fake.state()
+                print(f"\n== {title}: relay answered {reply}")
+                for path in sink.delivered[seen:]:
+                    print(f"   delivered: {path} ({_what_was_delivered(path)})")
+                for event in state["events"]:
+                    print(f"   join link: {event['link']}")
+                print("   platform:", _summary(state).replace("\n", "\n   "))
+                step_ok = reply.is_success and expected(state)
+                ok = ok and step_ok
+                if not step_ok:
+                    print(f"   UNEXPECTED result for {title}")
+            unchanged = sink.delivered and sink.delivered[0].read_bytes().endswith(ORDINARY_MAIL)
+            print(f"\nordinary mail arrived byte for byte: {'yes' if unchanged else 'NO'}")
+            ok = ok and bool(unchanged)
     await sink.stop()
     print("\ndemo", "finished: everything as expected" if ok else "FAILED")
     return 0 if ok else 1

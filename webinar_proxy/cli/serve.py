@@ -17,34 +17,11 @@ from typing import Any
 from webinar_proxy import sdnotify
 from webinar_proxy.invitation.engine import EngineOptions
 from webinar_proxy.lifecycle.invitations import InvitationPipeline
-from webinar_proxy.metrics import (
-    HealthCheck,
-    Metrics,
-    MetricsServer,
-    start_metrics_server,
-    stop_metrics_server,
-)
-from webinar_proxy.milter.server import MilterServer
 from webinar_proxy.settings import ConfigError, Settings, settings_warnings
-from webinar_proxy.smtp.server import RelayServer
-from webinar_proxy.store import ConferenceStore, StoreError
-from webinar_proxy.wiring import open_services
+from webinar_proxy.store import StoreError
+from webinar_proxy.wiring import Product, running_product
 
 log = logging.getLogger("webinar_proxy")
-
-
-def health_checks(relay: RelayServer | None, store: ConferenceStore,
-                  milter: MilterServer | None = None) -> dict[str, HealthCheck]:
-    """What ``/healthz`` reports: the listeners are bound, the store answers."""
-
-    async def listener() -> bool:
-        return all(door.is_serving() for door in (relay, milter) if door is not None)
-
-    async def store_answers() -> bool:
-        await store.ping()
-        return True
-
-    return {"listener": listener, "store": store_answers}
 
 
 #: Sections that only a restart applies (they shape listeners, connections and pools).
@@ -97,62 +74,52 @@ async def serve(settings: Settings, load: Callable[[], Settings] | None = None) 
     """Run until SIGTERM/SIGINT; ``load`` re-reads the configuration on SIGHUP."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    metrics = Metrics()
-    endpoint: MetricsServer | None = None
     watchdog: asyncio.Task[None] | None = None
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        async with open_services(settings, metrics=metrics) as services:
+        async with running_product(settings, stop=stop) as product:
             loop.add_signal_handler(
-                signal.SIGHUP, _on_sighup, {"settings": settings}, services.pipeline,
+                signal.SIGHUP, _on_sighup, {"settings": settings}, product.services.pipeline,
                 load or (lambda: settings),
             )
-            relay = RelayServer(settings.smtp, services.pipeline, metrics) if settings.smtp.enabled else None
-            milter = None
-            if settings.milter.listen is not None:
-                milter = MilterServer(settings.milter, services.pipeline,
-                                      deadline_seconds=settings.smtp.deadline_seconds, metrics=metrics)
-            if settings.metrics.listen is not None:
-                endpoint = await start_metrics_server(
-                    settings.metrics, metrics, health_checks(relay, services.store, milter)
-                )
-                for host, port in endpoint.addresses:
-                    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-                    log.info("metrics and health on http://%s/ (/metrics, /healthz)", shown)
+            _log_listeners(product)
             status = []
-            if relay is not None:
-                await relay.start()
-                for host, port in relay.addresses:
-                    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-                    log.info("listening on %s, next hop %s", shown, settings.smtp.next_hop)
+            if product.relay is not None:
                 status.append(f"relaying to {settings.smtp.next_hop}")
-            if milter is not None:
-                await milter.start()
-                for address in milter.addresses:
-                    log.info("milter listening on %s", address)
+            if product.milter is not None:
                 status.append(f"milter on {settings.milter.listen}")
             # The store is open and the listeners bound: tell systemd (Type=notify) we are up.
             sdnotify.notify("READY=1", "STATUS=" + ", ".join(status))
             if (interval := sdnotify.watchdog_interval()) is not None:
                 watchdog = asyncio.create_task(_watchdog(interval))
-            scheduler = asyncio.create_task(services.scheduler.run_forever(stop))
             await stop.wait()
             sdnotify.notify("STOPPING=1", "STATUS=draining transactions in flight")
             log.info("shutting down: waiting up to %.0fs for transactions in flight",
                      settings.smtp.shutdown_grace_seconds)
-            await asyncio.gather(*(
-                door.shutdown(settings.smtp.shutdown_grace_seconds)
-                for door in (relay, milter) if door is not None
-            ))
-            await scheduler
+            await product.shutdown(settings.smtp.shutdown_grace_seconds)
     finally:
         if watchdog is not None:
             watchdog.cancel()
-        await stop_metrics_server(endpoint)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
     log.info("stopped")
+
+
+def _log_listeners(product: Product) -> None:
+    if product.endpoint is not None:
+        for host, port in product.endpoint.addresses:
+            log.info("metrics and health on http://%s/ (/metrics, /healthz)", _shown(host, port))
+    if product.relay is not None:
+        for host, port in product.relay.addresses:
+            log.info("listening on %s, next hop %s", _shown(host, port), product.settings.smtp.next_hop)
+    if product.milter is not None:
+        for address in product.milter.addresses:
+            log.info("milter listening on %s", address)
+
+
+def _shown(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def run_service(settings: Settings, load: Callable[[], Settings] | None = None) -> int:
