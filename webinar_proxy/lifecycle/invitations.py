@@ -116,12 +116,11 @@ class InvitationPipeline:
                 if not c.from_organizer and (c.conference_requested or c.has_our_link or always
                                              or live_record(record) is not None):
                     self._hint_untrusted_sender(message, c, sender)
-                log.info("session=%s uid=%s method=%s organizer=%s action=%s (%s)",
-                         message.session_id, c.uid, c.method, c.organizer, decision.action,
-                         decision.reason)
+                log.info("uid=%s method=%s organizer=%s action=%s (%s)",
+                         c.uid, c.method, c.organizer, decision.action, decision.reason)
                 return await self._act(message, after, c, record, decision)
         except StoreError as exc:
-            log.error("session=%s conference store unavailable: %s", message.session_id, exc)
+            log.error("conference store unavailable: %s", exc)
             raise TemporaryFailure("Conference store unavailable, try again later") from None
 
     def _trusted_senders(self) -> frozenset[str]:
@@ -141,10 +140,10 @@ class InvitationPipeline:
             self._warned_uids.clear()
         self._warned_uids.add(c.uid)
         log.warning(
-            "session=%s uid=%s: %s for organizer %s is not from the organizer: envelope sender "
+            "uid=%s: %s for organizer %s is not from the organizer: envelope sender "
             "<%s>, From: %s, Reply-To: %s. If <%s> is your calendar server sending for its "
             "users, list it in policy.trusted_senders (and keep it from being forged, see "
-            "docs/deployment.md)", message.session_id, c.uid, c.method, c.organizer,
+            "docs/deployment.md)", c.uid, c.method, c.organizer,
             sender or "", ", ".join(c.header_from) or "-", ", ".join(c.reply_to) or "-",
             sender or "",
         )

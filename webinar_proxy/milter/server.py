@@ -62,6 +62,7 @@ from kilter.protocol import (
 from kilter.protocol.buffer import SimpleBuffer
 from kilter.protocol.messages import Message
 
+from webinar_proxy.logs import message_context
 from webinar_proxy.mail.precheck import headers_may_carry_calendar
 from webinar_proxy.metrics import NO_METRICS, Metrics
 from webinar_proxy.milter import message as milter_message
@@ -348,6 +349,13 @@ class MilterConnection:
             login=self.macros.get("{auth_authen}") or None,
             queue_id=self.macros.get("i") or None,
         )
+        with message_context(message.session_id, message.queue_id):
+            await self._process(transaction, message, started)
+
+    async def _process(self, transaction: _Transaction, message: InboundMessage, started: float) -> None:
+        """Process one message, answer the MTA (edits and continue, or 451), log one line."""
+        loop = asyncio.get_running_loop()
+        content = message.content
         keepalive = asyncio.create_task(self._keep_alive())
         outcome, reply = "passed", b"continue"
         after: AfterDelivery | None = None

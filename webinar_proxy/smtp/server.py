@@ -30,6 +30,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from webinar_proxy.logs import message_context
 from webinar_proxy.metrics import NO_METRICS, Metrics
 from webinar_proxy.seam import (
     NOTHING_AFTER,
@@ -183,7 +184,16 @@ class RelayHandler:
             content=content,
             xforward=dict(session.xforward),
             deadline=started + self.settings.deadline_seconds,
+            queue_id=queue_id(content, session.xforward),
         )
+        with message_context(message.session_id, message.queue_id):
+            return await self._handle_message(session, message, started)
+
+    async def _handle_message(self, session: RelaySession, message: InboundMessage,
+                              started: float) -> str:
+        """Process, forward, reply, and start the follow-up; one log line per message."""
+        loop = asyncio.get_running_loop()
+        content = message.content
         session.processing = True
         session.rewritten = False
         session.after = NOTHING_AFTER
@@ -199,10 +209,10 @@ class RelayHandler:
             session.after = NOTHING_AFTER
         outcome = _outcome(reply)
         elapsed = loop.time() - started
-        queue = queue_id(content, message.xforward)
         log.info(
             "session=%s%s from=<%s> rcpts=%d size=%d outcome=%s reply=%r duration=%.3fs",
-            message.session_id, f" queue_id={queue}" if queue else "", message.mail_from,
+            message.session_id, f" queue_id={message.queue_id}" if message.queue_id else "",
+            message.mail_from,
             len(message.rcpt_tos), len(content),
             outcome, f"{reply.code} {reply.text.splitlines()[0] if reply.text else ''}",
             elapsed,
