@@ -17,8 +17,7 @@ import math
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
-from webinar_proxy.calendar import normalise_address
-from webinar_proxy.invitation import engine
+from webinar_proxy.invitation import engine, normalise_address
 from webinar_proxy.invitation.engine import Classification, EngineOptions
 from webinar_proxy.lifecycle.conferences import ConferenceManager, utc_now
 from webinar_proxy.lifecycle.decide import (

@@ -62,8 +62,8 @@ from kilter.protocol import (
 from kilter.protocol.buffer import SimpleBuffer
 from kilter.protocol.messages import Message
 
+from webinar_proxy.invitation import headers_may_carry_calendar
 from webinar_proxy.logs import message_context
-from webinar_proxy.mail.precheck import headers_may_carry_calendar
 from webinar_proxy.metrics import NO_METRICS, Metrics
 from webinar_proxy.milter import message as milter_message
 from webinar_proxy.seam import AfterDelivery, FollowUps, InboundMessage, Pipeline, TemporaryFailure
