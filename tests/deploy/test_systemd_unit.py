@@ -4,7 +4,6 @@ sandbox scores well in ``systemd-analyze security``."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import socket
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.env import clean_env
 from tests.support.relay import free_port
 from tests.support.systemd import REPO
 from webinar_proxy.settings import TOKEN_CREDENTIAL, SmtpSettings, StoreSettings
@@ -129,8 +129,7 @@ def test_unit_matches_what_the_program_does():
 
 
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith(("WEBINAR_PROXY_", "CREDENTIALS_DIRECTORY", "NOTIFY_SOCKET"))}
+    clean = clean_env("CREDENTIALS_DIRECTORY", "NOTIFY_SOCKET")
     clean.update(env)
     return subprocess.run([sys.executable, "-m", "webinar_proxy", *args],
                           cwd=REPO, env=clean, capture_output=True, text=True, timeout=60)

@@ -1,14 +1,14 @@
 """The README's first quick-start command works on this machine as shipped."""
 
-import os
 import subprocess
 import sys
 
+from tests.support.env import clean_env
 from tests.support.relay import REPO
 
 
 def test_demo_runs_the_whole_flow_and_exits_0(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBINAR_PROXY_")}
+    env = clean_env()
     result = subprocess.run(
         [sys.executable, "-m", "webinar_proxy", "demo", "--keep", str(tmp_path)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=120,

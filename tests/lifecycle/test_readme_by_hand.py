@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.support.env import clean_env
 from tests.support.relay import REPO, free_port
 
 PROMPTLY = 60.0
@@ -63,7 +64,7 @@ def test_the_by_hand_walkthrough_works_as_written(tmp_path: Path):
             text = text.replace(f'"127.0.0.1", {fixed}', f'"127.0.0.1", {port}')
         return text.replace("/tmp/wp-mail", str(mail)).replace("/tmp/wp-state.db", str(state))
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBINAR_PROXY_")}
+    env = clean_env()
     # The relay's defaults (listen 10025, next hop 10026) moved to the free ports.
     relay_env = {**env, "WEBINAR_PROXY_SMTP__LISTEN": f"127.0.0.1:{ports['10025']}",
                  "WEBINAR_PROXY_SMTP__NEXT_HOP": f"127.0.0.1:{ports['10026']}"}

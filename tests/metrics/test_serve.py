@@ -5,12 +5,12 @@ SIGTERM."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import sys
 from pathlib import Path
 
 from tests.metrics.helpers import Samples
+from tests.support.env import clean_env
 from tests.support.relay import REPO
 from tests.support.smtp import WireClient, dot_stuff, running_next_hop
 from webinar_proxy.testing.fake_webinar import running_fake_webinar
@@ -44,7 +44,7 @@ async def test_serve_exposes_metrics_and_health_on_its_own_loop(tmp_path: Path):
     from prometheus_client.parser import text_string_to_metric_families
 
     async with running_fake_webinar(token=TOKEN) as fake, running_next_hop() as hop:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("WEBINAR_PROXY_")}
+        env = clean_env()
         env.update({
             "WEBINAR_PROXY_SMTP__LISTEN": "127.0.0.1:0",
             "WEBINAR_PROXY_SMTP__NEXT_HOP": f"127.0.0.1:{hop.port}",

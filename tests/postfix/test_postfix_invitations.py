@@ -8,7 +8,6 @@ the invitation scenario.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from tests.support.env import clean_env
 from tests.support.invites import invitation
 from tests.support.postfix import (
     PostfixInstance,
@@ -40,7 +40,7 @@ START = datetime.now(UTC).replace(microsecond=0, second=0) + timedelta(days=7)
 class FakeWebinarProcess:
     def __init__(self) -> None:
         [self.port] = free_ports(1)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("WEBINAR_PROXY_")}
+        env = clean_env()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "webinar_proxy", "fake-webinar", "--listen",
              f"127.0.0.1:{self.port}", "--token", TOKEN],

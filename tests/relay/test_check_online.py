@@ -4,9 +4,9 @@ the token proven, the API reached, organizers looked up; exit codes 0, 2 and 1."
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 
+from tests.support.env import clean_env
 from tests.support.relay import REPO
 from webinar_proxy.testing.fake_webinar import running_fake_webinar
 
@@ -15,7 +15,7 @@ PROMPTLY = 60.0
 
 
 async def check_online(api_url: str, token: str, **extra: str) -> tuple[int, str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBINAR_PROXY_")}
+    env = clean_env()
     env.pop("CREDENTIALS_DIRECTORY", None)
     env.update({"WEBINAR_PROXY_WEBINAR__API_URL": api_url, "WEBINAR_PROXY_WEBINAR__TOKEN": token,
                 **extra})
@@ -62,7 +62,7 @@ async def test_an_unreachable_api_is_a_runtime_failure_named_as_such():
 
 async def test_without_online_nothing_is_called():
     async with running_fake_webinar(token=TOKEN) as fake:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("WEBINAR_PROXY_")}
+        env = clean_env()
         env.update({"WEBINAR_PROXY_WEBINAR__API_URL": fake.api_url, "WEBINAR_PROXY_WEBINAR__TOKEN": "x"})
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "webinar_proxy", "check-config", cwd=REPO, env=env,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from tests.support.env import clean_env
 from tests.support.relay import REPO
 from webinar_proxy.settings import ConfigError, HostPort, load_settings
 
@@ -17,7 +17,7 @@ TOKEN = "tok-3b9f0c51d2e84a7f-SECRET"
 
 
 def _run(args: list[str], env: dict[str, str] | None = None, timeout: float = 30):
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("WEBINAR_PROXY_")}
+    clean = clean_env()
     clean.pop("CREDENTIALS_DIRECTORY", None)
     clean.update(env or {})
     return subprocess.run(

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from tests.support.env import clean_env
 from tests.support.relay import REPO
 from tests.support.smtp import WireClient, dot_stuff, running_next_hop
 from webinar_proxy.testing.fake_webinar import running_fake_webinar
@@ -27,7 +27,7 @@ PROMPTLY = 60.0
 async def serving(tmp_path: Path, api_url: str, hop_port: int, token: str,
                   *args: str) -> AsyncIterator[tuple[int, list[str]]]:
     """``serve`` as a child; yields its SMTP port and the log lines read so far (growing)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBINAR_PROXY_")}
+    env = clean_env()
     env.update({
         "WEBINAR_PROXY_SMTP__LISTEN": "127.0.0.1:0",
         "WEBINAR_PROXY_SMTP__NEXT_HOP": f"127.0.0.1:{hop_port}",

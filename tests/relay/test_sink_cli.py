@@ -4,7 +4,6 @@ SIGTERM."""
 
 from __future__ import annotations
 
-import os
 import signal
 import smtplib
 import subprocess
@@ -12,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from tests.support.env import clean_env
 from tests.support.relay import REPO, free_port
 
 PROMPTLY = 60.0
@@ -19,7 +19,7 @@ MESSAGE = b"From: <o@example.org>\r\nTo: <a@example.net>\r\nSubject: hello\r\n\r
 
 
 def run_sink(port: int, folder: Path) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBINAR_PROXY_")}
+    env = clean_env()
     process = subprocess.Popen(
         [sys.executable, "-m", "webinar_proxy", "sink", "--listen", f"127.0.0.1:{port}",
          "--folder", str(folder)],
@@ -73,7 +73,7 @@ def test_sink_that_cannot_listen_exits_1(tmp_path: Path):
     port = free_port()
     first = run_sink(port, tmp_path / "one")
     try:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("WEBINAR_PROXY_")}
+        env = clean_env()
         second = subprocess.run(
             [sys.executable, "-m", "webinar_proxy", "sink", "--listen", f"127.0.0.1:{port}",
              "--folder", str(tmp_path / "two")],

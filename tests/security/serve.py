@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from tests.support.env import clean_env
 from tests.support.relay import REPO
 
 _ADDRESS = re.compile(r"on (?:http://)?127\.0\.0\.1:(\d+)")
@@ -40,7 +40,7 @@ class Serve:
 
 
 def base_env(env: dict[str, str]) -> dict[str, str]:
-    full = {k: v for k, v in os.environ.items() if not k.startswith("WEBINAR_PROXY_")}
+    full = clean_env()
     full.update(env)
     return full
 

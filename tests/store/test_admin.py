@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 from datetime import UTC, datetime
 
+from tests.support.env import clean_env
 from webinar_proxy.store import ConferenceRecord, ConferenceState, Registration
 
 PROMPTLY = 60.0
@@ -16,9 +16,7 @@ PROMPTLY = 60.0
 async def run_cli(store_url: str, *arguments: str) -> tuple[int, str, str]:
     # Only the store URL of ours reaches the child: a stray WEBINAR_PROXY_* variable
     # (the test's own PG URL among them) would be an unknown setting to it.
-    environment = {
-        name: value for name, value in os.environ.items() if not name.startswith("WEBINAR_PROXY_")
-    }
+    environment = clean_env()
     environment["WEBINAR_PROXY_STORE__URL"] = store_url
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "webinar_proxy", "conferences", *arguments,
@@ -160,8 +158,7 @@ async def test_config_is_accepted_before_and_after_the_verb(store, store_url, tm
     await fill(store)
     config = tmp_path / "relay.toml"
     config.write_text(f'[store]\nurl = "{store_url}"\n')
-    environment = {name: value for name, value in os.environ.items()
-                   if not name.startswith("WEBINAR_PROXY_")}
+    environment = clean_env()
     for arguments in (["--config", str(config), "conferences", "list", "--json"],
                       ["conferences", "--config", str(config), "list", "--json"],
                       ["conferences", "list", "--json", "--config", str(config)],
@@ -180,8 +177,7 @@ async def test_a_closed_pipe_ends_the_listing_without_a_traceback(store, store_u
     for number in range(1500):  # far more than a pipe buffer holds
         await store.put(ConferenceRecord(f"o{number}@example.org", f"uid-{number}",
                                          state=ConferenceState.ACTIVE, summary="S" * 80))
-    environment = {name: value for name, value in os.environ.items()
-                   if not name.startswith("WEBINAR_PROXY_")}
+    environment = clean_env()
     environment["WEBINAR_PROXY_STORE__URL"] = store_url
     process = await asyncio.create_subprocess_exec(
         "bash", "-c", '"$0" -m webinar_proxy conferences list --json | head -1; exit "${PIPESTATUS[0]}"',

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import subprocess
 import sys
@@ -12,6 +11,8 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.support.env import clean_env
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -74,8 +75,7 @@ def notify_socket(directory: Path | None = None) -> Iterator[NotifyListener]:
 def serve_process(env: dict[str, str], log_path: Path, args: list[str] | None = None
                   ) -> Iterator[subprocess.Popen[bytes]]:
     """``python -m webinar_proxy serve`` as a child, output to ``log_path``; killed if still running."""
-    full_env = {k: v for k, v in os.environ.items()
-                if not k.startswith(("WEBINAR_PROXY_", "NOTIFY_SOCKET", "WATCHDOG_", "CREDENTIALS_"))}
+    full_env = clean_env("NOTIFY_SOCKET", "WATCHDOG_", "CREDENTIALS_")
     full_env.update(env)
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
