@@ -29,6 +29,7 @@ from webinar_proxy.invitation import engine
 from webinar_proxy.invitation.engine import Classification, EngineOptions
 from webinar_proxy.metrics import NO_METRICS, Metrics
 from webinar_proxy.store import ConferenceRecord, ConferenceState, ConferenceStore, Registration
+from webinar_proxy.store.records import utc_now
 from webinar_proxy.webinar import (
     ConflictError,
     CreatedEvent,
@@ -76,10 +77,6 @@ def lookup_windows(starts: Iterable[datetime]) -> list[tuple[datetime, datetime]
         else:
             windows.append((low, high))
     return windows
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _our_session(event: Event, wanted: Wanted) -> EventSession | None:
