@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.security.serve import running_serve
 from tests.support.invites import invitation
 from tests.support.product import TOKEN, Product, calendar_text, running_product
+from tests.support.serve import running_serve
 from tests.support.smtp import running_next_hop, send_one
 from webinar_proxy.invitation import engine
 from webinar_proxy.invitation.engine import EngineOptions

@@ -4,16 +4,12 @@ while the platform rejects the token."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import re
-import signal
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from tests.support.env import clean_env
 from tests.support.relay import REPO
+from tests.support.serve import running_serve
 from tests.support.smtp import WireClient, dot_stuff, running_next_hop
 from webinar_proxy.testing.fake_webinar import running_fake_webinar
 
@@ -27,43 +23,16 @@ PROMPTLY = 60.0
 async def serving(tmp_path: Path, api_url: str, hop_port: int, token: str,
                   *args: str) -> AsyncIterator[tuple[int, list[str]]]:
     """``serve`` as a child; yields its SMTP port and the log lines read so far (growing)."""
-    env = clean_env()
-    env.update({
+    env = {
         "WEBINAR_PROXY_SMTP__LISTEN": "127.0.0.1:0",
         "WEBINAR_PROXY_SMTP__NEXT_HOP": f"127.0.0.1:{hop_port}",
         "WEBINAR_PROXY_SMTP__SHUTDOWN_GRACE_SECONDS": "1",
         "WEBINAR_PROXY_WEBINAR__TOKEN": token,
         "WEBINAR_PROXY_WEBINAR__API_URL": api_url,
         "WEBINAR_PROXY_STORE__URL": f"sqlite:///{tmp_path}/state.db",
-    })
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "webinar_proxy", "serve", *args, cwd=REPO, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )
-    assert process.stdout is not None
-    lines: list[str] = []
-
-    async def collect() -> None:
-        assert process.stdout is not None
-        while line := await process.stdout.readline():
-            lines.append(line.decode("utf-8", "replace"))
-
-    reader = asyncio.create_task(collect())
-    try:
-        async with asyncio.timeout(PROMPTLY):
-            while not any("listening on" in line for line in lines):
-                if reader.done():
-                    raise AssertionError("serve ended early:\n" + "".join(lines))
-                await asyncio.sleep(0.02)
-        [ready] = [line for line in lines if "listening on" in line]
-        port = int(re.search(r"listening on 127\.0\.0\.1:(\d+)", ready)[1])
-        yield port, lines
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(PROMPTLY):
-            await process.wait()
-            await reader
+    }
+    async with running_serve(env, *args) as serve:
+        yield serve.smtp_port, serve.lines
 
 
 async def send(port: int, message: bytes) -> int:

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.security.serve import running_serve
 from tests.support.invites import invitation
 from tests.support.product import running_product
 from tests.support.relay import running_relay, smtp_settings
+from tests.support.serve import running_serve
 from tests.support.smtp import (
     NextHopBehaviour,
     RecordingHandler,

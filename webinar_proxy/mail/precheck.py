@@ -2,15 +2,20 @@
 
 A calendar part always announces itself in its own header block (its type, or an
 ``.ics`` file name), so we read the top-level headers, follow multipart boundaries
-with ``bytes.find`` and read each part's header block, never decoding or copying
-a body.  Cost is a boundary search over the message (a fraction of a millisecond
-per MB) plus a few microseconds per part.  A ``True`` answer means "look closer",
-not "this is an invitation".
+and read each part's header block, never decoding or copying a body.  The header
+blocks and parts are cut by the same functions ``structure.parse_structure`` uses
+(one MIME walker), so the two cannot disagree about where a part starts.
+Cost is a boundary search over the message (a fraction of a millisecond per MB)
+plus a few microseconds per part.  A ``True`` answer means "look closer", not
+"this is an invitation".
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+
+from webinar_proxy.mail.structure import boundary_positions, header_block_end
 
 # Words that, in a Content-Type or Content-Disposition header, label calendar data.
 _CALENDAR_HINTS = (b"calendar", b"/ics", b".ics", b".ical", b".vcs", b"x-ics", b".ifb")
@@ -18,7 +23,6 @@ _CALENDAR_HINTS = (b"calendar", b"/ics", b".ics", b".ical", b".vcs", b"x-ics", b
 _LABEL_HEADERS = re.compile(
     rb"(?:^|[\r\n])content-(?:type|disposition)[ \t]*:[^\r\n]*(?:(?:\r\n|\n|\r)[ \t][^\r\n]*)*"
 )
-_BLANK_LINE = re.compile(rb"\r\n\r\n|\n\n|\r\r|\n\r\n")
 _CONTENT_TYPE = re.compile(rb"(?:^|[\r\n])content-type:[ \t\r\n]*([a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+)")
 _BOUNDARY = re.compile(rb"""boundary[ \t\r\n]*=[ \t\r\n]*(?:"([^"]+)"|([^;\s]+))""", re.IGNORECASE)
 # Headers longer than this are not headers; whatever follows is treated as body.
@@ -29,34 +33,19 @@ _MAX_DEPTH = 20
 
 
 def _header_block(raw: bytes, start: int, end: int) -> tuple[bytes, int]:
-    window_end = min(end, start + _MAX_HEADER_BLOCK)
-    if raw.startswith((b"\r\n", b"\n"), start):
-        return b"", start
-    match = _BLANK_LINE.search(raw, start, window_end)
-    header_end = match.end() if match else window_end
-    return raw[start:header_end], header_end
+    header_end, body_start = header_block_end(raw, start, min(end, start + _MAX_HEADER_BLOCK))
+    return raw[start:header_end], body_start
 
 
-def _parts(raw: bytes, boundary: bytes, start: int, end: int):
-    """Yield the start offset of each part of a multipart body (its header block)."""
-    marker = b"--" + boundary
-    position = start
-    while True:
-        found = raw.find(marker, position, end)
-        if found < 0:
-            return
-        position = found + len(marker)
-        if found != start and raw[found - 1] not in b"\r\n":
-            continue
-        if raw.startswith(b"--", position):
-            return
-        # The part starts after the delimiter line, whatever its line ending.
-        line_end = position
-        while line_end < end and raw[line_end] not in b"\r\n":
-            line_end += 1
-        if line_end >= end:
-            return
-        yield line_end + (2 if raw.startswith(b"\r\n", line_end) else 1)
+def _parts(raw: bytes, boundary: bytes, start: int, end: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of each part of a multipart body, cut as ``parse_structure`` cuts them."""
+    previous = None
+    for line_start, content_start, closing in boundary_positions(raw, boundary, start, end):
+        if previous is not None:
+            yield previous, max(line_start, previous)
+        previous = None if closing else content_start
+    if previous is not None:
+        yield previous, end
 
 
 def looks_like_bare_calendar(raw: bytes) -> bool:
@@ -95,10 +84,7 @@ def may_carry_calendar(raw: bytes) -> bool:
             if boundary_match is None:
                 continue
             boundary = boundary_match.group(1) or boundary_match.group(2)
-            starts = list(_parts(raw, boundary, body_start, end))
-            # Each part is read up to the next one; the last runs to the end.
-            for index, part_start in enumerate(starts):
-                part_end = starts[index + 1] if index + 1 < len(starts) else end
+            for part_start, part_end in _parts(raw, boundary, body_start, end):
                 pending.append((part_start, part_end, depth + 1))
         elif content_type in (b"message/rfc822", b"message/global"):
             pending.append((body_start, end, depth + 1))

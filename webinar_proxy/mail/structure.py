@@ -117,7 +117,7 @@ class MimeEntity:
             yield from child.walk()
 
 
-def _header_block_end(raw: bytes, start: int, end: int) -> tuple[int, int]:
+def header_block_end(raw: bytes, start: int, end: int) -> tuple[int, int]:
     """Return (end of headers, start of body) for the entity starting at ``start``."""
     if raw.startswith((b"\r\n", b"\n"), start):
         # No headers at all: the body starts right after the empty line.
@@ -132,7 +132,7 @@ def _header_block_end(raw: bytes, start: int, end: int) -> tuple[int, int]:
     return match.start() + line_end, match.end()
 
 
-def _boundary_positions(raw: bytes, boundary: bytes, start: int, end: int):
+def boundary_positions(raw: bytes, boundary: bytes, start: int, end: int):
     """Yield (line_start, content_start, is_closing) for each delimiter line."""
     marker = b"--" + boundary
     position = start
@@ -182,7 +182,7 @@ class _Scanner:
         self.count += 1
         if self.count > self.limits.max_parts:
             raise MimeError(f"more than {self.limits.max_parts} MIME parts")
-        header_end, body_start = _header_block_end(self.raw, start, end)
+        header_end, body_start = header_block_end(self.raw, start, end)
         headers = _HEADER_PARSER.parsebytes(self.raw[start:header_end])
         entity = MimeEntity(start, header_end, body_start, end, headers, depth, in_message)
         if entity.is_multipart:
@@ -201,7 +201,7 @@ class _Scanner:
             return  # treated as an opaque leaf
         marker = str(boundary).encode("utf-8", "surrogateescape")
         previous_content = None
-        for line_start, content_start, closing in _boundary_positions(
+        for line_start, content_start, closing in boundary_positions(
             self.raw, marker, entity.body_start, entity.end
         ):
             if previous_content is not None:

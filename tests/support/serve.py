@@ -1,4 +1,4 @@
-"""The real ``webinar-proxy serve`` as a child process for the security tests.
+"""The real ``webinar-proxy serve`` as a child process: the one spawn-and-wait-for-readiness helper.
 
 Everything the child writes (stdout and stderr, i.e. its whole log) is collected in
 ``output`` by a reader task, so the pipe never fills up and a test can grep it.
@@ -39,17 +39,12 @@ class Serve:
         raise AssertionError("no VmHWM in /proc/PID/status")
 
 
-def base_env(env: dict[str, str]) -> dict[str, str]:
-    full = clean_env()
-    full.update(env)
-    return full
-
-
 @contextlib.asynccontextmanager
-async def running_serve(env: dict[str, str]) -> AsyncIterator[Serve]:
-    """``python -m webinar_proxy serve`` with ``env``; yields once it is listening."""
+async def running_serve(env: dict[str, str], *args: str) -> AsyncIterator[Serve]:
+    """``python -m webinar_proxy serve [args]`` with ``env`` over a clean environment;
+    yields once it is listening.  Left running at the end, it gets SIGTERM."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "webinar_proxy", "serve", cwd=REPO, env=base_env(env),
+        sys.executable, "-m", "webinar_proxy", "serve", *args, cwd=REPO, env=clean_env(**env),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )
     lines: list[str] = []
