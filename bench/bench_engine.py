@@ -30,7 +30,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from webinar_proxy.invitation.engine import EngineOptions, classify, rewrite  # noqa: E402
+from webinar_proxy.invitation import EngineOptions, classify, rewrite  # noqa: E402
 
 CORPUS_DIR = REPO_ROOT / "tests" / "fixtures" / "clients"
 LINK = "https://events.webinar.ru/demo-org/1234567"

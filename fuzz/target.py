@@ -22,14 +22,14 @@ import email.policy
 import time
 from datetime import UTC, datetime
 
-from webinar_proxy.invitation.engine import (
+from webinar_proxy.invitation import (
     EngineError,
     EngineOptions,
     classify,
     next_occurrence,
     remove_conference,
 )
-from webinar_proxy.invitation.engine import rewrite as engine_rewrite
+from webinar_proxy.invitation import rewrite as engine_rewrite
 from webinar_proxy.mail import body_text_entities, calendar_entities, looks_like_bare_calendar
 from webinar_proxy.mail import parse_structure as mime_structure
 

@@ -72,6 +72,32 @@ def test_invitation_is_the_only_door_to_mail_and_calendar() -> None:
     assert _our_rooms("invitation") == {"mail", "calendar"}
 
 
+ENGINE_MODULES = ("errors", "options", "classification", "occurrences", "rewriting")
+
+
+def _module_imports(relative: str) -> set[str]:
+    tree = ast.parse((PACKAGE / relative).read_text("utf-8"), relative)
+    return {node.module for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module}
+
+
+def test_other_rooms_use_the_engine_through_its_package() -> None:
+    # The package's __init__ is the engine's public API; its modules are its insides.
+    for module in ENGINE_MODULES:
+        assert _importers(f"webinar_proxy.invitation.{module}") == {"invitation"}, module
+
+
+def test_the_engine_modules_stand_in_layers() -> None:
+    # errors and options below, the three steps above them, none of the steps on another.
+    engine = {f"webinar_proxy.invitation.{module}" for module in ENGINE_MODULES}
+    uses = {module: _module_imports(f"invitation/{module}.py") & engine for module in ENGINE_MODULES}
+    assert uses["errors"] == set()
+    assert uses["options"] == set()
+    for step in ("classification", "occurrences", "rewriting"):
+        assert uses[step] <= {"webinar_proxy.invitation.errors",
+                              "webinar_proxy.invitation.options"}, step
+
+
 def test_the_seam_stands_alone_and_both_front_doors_use_it() -> None:
     assert _our_rooms("seam") == set()
     assert _importers("webinar_proxy.seam") == {"smtp", "milter", "lifecycle"}

@@ -201,7 +201,7 @@ def _template_dir(value: Path | None) -> Path | None:
         return None
     if not value.is_dir():
         raise ValueError(f"{str(value)!r} is not a directory")
-    from webinar_proxy.invitation.engine import LANGUAGES, JoinTemplates
+    from webinar_proxy.invitation import LANGUAGES, JoinTemplates
 
     problems = []
     for language in LANGUAGES:

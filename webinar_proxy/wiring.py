@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from webinar_proxy.invitation.engine import EngineOptions
+from webinar_proxy.invitation import EngineOptions
 from webinar_proxy.lifecycle.conferences import ConferenceManager, utc_now
 from webinar_proxy.lifecycle.invitations import InvitationPipeline
 from webinar_proxy.lifecycle.scheduler import Scheduler

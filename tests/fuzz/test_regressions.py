@@ -15,7 +15,7 @@ import pytest
 from fuzz.target import LINK, MAIL_FROM, NOW, OPTIONS, check
 from tests.support.calendars import fuzz_event as _event
 from tests.support.calendars import fuzz_mail as _mail
-from webinar_proxy.invitation.engine import classify, rewrite
+from webinar_proxy.invitation import classify, rewrite
 
 
 class _Hung(BaseException):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from webinar_proxy.invitation.engine import EngineOptions
+from webinar_proxy.invitation import EngineOptions
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.support.calendars import LINK, calendar, mail
-from webinar_proxy.invitation.engine import EngineLimits, EngineOptions, classify
+from webinar_proxy.invitation import EngineLimits, EngineOptions, classify
 from webinar_proxy.mail import MimeLimits
 
 NOW = datetime(2024, 1, 1, tzinfo=UTC)

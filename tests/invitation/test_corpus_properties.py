@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.calendars import EARLY, LINK, OTHER_LINK
 from tests.support.fixtures import corpus_files
-from webinar_proxy.invitation.engine import classify, remove_conference, rewrite
+from webinar_proxy.invitation import classify, remove_conference, rewrite
 
 FILES = corpus_files()
 

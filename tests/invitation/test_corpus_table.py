@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.calendars import EARLY
 from tests.support.fixtures import client_fixture, client_fixture_names
-from webinar_proxy.invitation.engine import classify
+from webinar_proxy.invitation import classify
 
 TB = "9a4f6c1e-3b7d-4e52-8c11-5f0e2d7b9a43"
 TB_SERIES = "c5d0e3b2-7f41-4a9e-9e6d-2b8a1f3c4d57"

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.support.calendars import LINK, OTHER_LINK
-from webinar_proxy.invitation.engine import EngineOptions, classify, remove_conference, rewrite
+from webinar_proxy.invitation import EngineOptions, classify, remove_conference, rewrite
 
 UID = "prop-1@example.com"
 NOW = datetime(2024, 1, 1, tzinfo=UTC)

@@ -2,7 +2,7 @@
 
 Each case names the rule and the zone arithmetic behind its expected answer.
 Occurrences are looked up through ``Classification.calendar`` (the copy the
-lifecycle stores) and ``engine.next_occurrence``.
+lifecycle stores) and ``invitation.next_occurrence``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.calendars import EARLY
 from tests.support.fixtures import client_fixture
-from webinar_proxy.invitation.engine import (
+from webinar_proxy.invitation import (
     EngineError,
     EngineOptions,
     Occurrence,

@@ -19,7 +19,7 @@ import pytest
 from tests.invitation.test_corpus_table import EXPECTED
 from tests.support.calendars import EARLY, LINK, OTHER_LINK
 from tests.support.fixtures import client_fixture
-from webinar_proxy.invitation.engine import classify, remove_conference, rewrite
+from webinar_proxy.invitation import classify, remove_conference, rewrite
 from webinar_proxy.mail.joinblock import HTML_BEGIN, TEXT_BEGIN
 
 REQUESTS = sorted(

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from tests.support.calendars import LINK, calendar, mail
-from webinar_proxy.invitation.engine import (
+from webinar_proxy.invitation import (
     EngineError,
     EngineOptions,
     JoinTemplates,

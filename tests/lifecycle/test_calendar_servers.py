@@ -19,8 +19,7 @@ from tests.support.invites import invitation
 from tests.support.product import TOKEN, Product, calendar_text, running_product
 from tests.support.serve import running_serve
 from tests.support.smtp import running_next_hop, send_one
-from webinar_proxy.invitation import engine
-from webinar_proxy.invitation.engine import EngineOptions
+from webinar_proxy.invitation import EngineOptions, classify, rewrite
 from webinar_proxy.testing.fake_webinar import running_fake_webinar
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "servers"
@@ -224,7 +223,7 @@ def test_fixtures_are_upcoming_and_one_recipient_each(server):
 
 def test_how_the_engine_reads_a_sabre_invitation():
     [first, *_] = lifecycle("sabre")["create"]
-    c = engine.classify(first.content, first.mail_from, EngineOptions(), T0)
+    c = classify(first.content, first.mail_from, EngineOptions(), T0)
     assert c.processable and c.method == "REQUEST" and c.organizer == "paul@corp.example"
     assert not c.from_organizer  # until its sender is trusted
     assert c.header_from == ("noreply@cal.corp.example",) and c.reply_to == ("paul@corp.example",)
@@ -292,7 +291,7 @@ async def test_the_real_serve_process_through_both_lifecycles(tmp_path):
 def test_a_sogo_mail_rewritten_keeps_no_stale_content_length():
     [first, *_] = lifecycle("sogo")["create"]
     assert first.content.count(b"Content-Length:") == 2
-    out = engine.rewrite(first.content, "5E1-6B12FE80-3-24CE17C0", "https://events.webinar.ru/1/2",
+    out = rewrite(first.content, "5E1-6B12FE80-3-24CE17C0", "https://events.webinar.ru/1/2",
                          EngineOptions())
     assert b"Content-Length:" not in out  # both parts changed, both headers gone
     parsed = email.message_from_bytes(out, policy=email.policy.default)

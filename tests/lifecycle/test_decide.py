@@ -9,7 +9,7 @@ import pytest
 
 from webinar_proxy.calendar import Attendee
 from webinar_proxy.calendar.occurrences import Occurrence
-from webinar_proxy.invitation.engine import Classification
+from webinar_proxy.invitation import Classification
 from webinar_proxy.lifecycle.decide import Action, Bookkeeping, after_request, decide, is_served
 from webinar_proxy.store import ConferenceRecord, ConferenceState, Registration
 

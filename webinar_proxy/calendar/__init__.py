@@ -5,7 +5,7 @@ and SENT-BY, attendees, SEQUENCE, STATUS, RECURRENCE-IDs, times, triggers, links
 already present), zone names (``timezones``), the nearest occurrence
 (``occurrences``) and the text-level VEVENT rewrite (``rewrite``).
 
-It knows nothing about MIME; ``webinar_proxy.invitation.engine`` joins it with
+It knows nothing about MIME; ``webinar_proxy.invitation`` joins it with
 ``webinar_proxy.mail``.
 """
 

@@ -227,7 +227,7 @@ def _print_problems(problems: Sequence[str]) -> None:
 def _runtime_problems(settings: Settings) -> list[str]:
     """What ``serve`` needs beyond a valid file: the token and loadable templates."""
     problems = serve_problems(settings)
-    from webinar_proxy.invitation.engine import EngineOptions
+    from webinar_proxy.invitation import EngineOptions
 
     try:
         EngineOptions.from_settings(settings)

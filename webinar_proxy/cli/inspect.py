@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from webinar_proxy.cli.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
-from webinar_proxy.invitation.engine import Classification, EngineError, EngineOptions, classify, rewrite
+from webinar_proxy.invitation import Classification, EngineError, EngineOptions, classify, rewrite
 
 
 def _parse_now(value: str | None) -> datetime:

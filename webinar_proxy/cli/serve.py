@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from webinar_proxy import sdnotify
-from webinar_proxy.invitation.engine import EngineOptions
+from webinar_proxy.invitation import EngineOptions
 from webinar_proxy.lifecycle.invitations import InvitationPipeline
 from webinar_proxy.settings import ConfigError, Settings, settings_warnings
 from webinar_proxy.store import StoreError

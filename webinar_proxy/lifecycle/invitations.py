@@ -17,8 +17,15 @@ import math
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
-from webinar_proxy.invitation import engine, normalise_address
-from webinar_proxy.invitation.engine import Classification, EngineOptions
+from webinar_proxy.invitation import (
+    Classification,
+    EngineError,
+    EngineOptions,
+    classify,
+    normalise_address,
+    remove_conference,
+    rewrite,
+)
 from webinar_proxy.lifecycle.conferences import ConferenceManager, utc_now
 from webinar_proxy.lifecycle.decide import (
     ACTING_METHODS,
@@ -91,7 +98,7 @@ class InvitationPipeline:
     async def _process(self, message: InboundMessage, after: InvitationFollowUp) -> bytes:
         content = message.content
         c = await self._off_loop(
-            content, engine.classify, content, message.mail_from, self.options, self.clock()
+            content, classify, content, message.mail_from, self.options, self.clock()
         )
         if not (c.processable and c.is_imip and c.uid and c.organizer):
             return content
@@ -170,7 +177,7 @@ class InvitationPipeline:
                                         record.link))
             if action is Action.REMOVE and c.has_our_link:
                 return await self._off_loop(
-                    content, engine.remove_conference, content, c.uid, self.options
+                    content, remove_conference, content, c.uid, self.options
                 )
             return content
         try:
@@ -233,8 +240,8 @@ class InvitationPipeline:
 
     async def _rewrite(self, content: bytes, uid: str, link: str) -> bytes:
         try:
-            return await self._off_loop(content, engine.rewrite, content, uid, link, self.options)
-        except engine.EngineError as exc:
+            return await self._off_loop(content, rewrite, content, uid, link, self.options)
+        except EngineError as exc:
             # The mail cannot carry the link (a damaged structure the reader accepted):
             # retrying the same bytes would fail the same way for days, so it goes as it
             # is; the organizer's notice still carries the link.

@@ -6,7 +6,7 @@ map (``parse_structure``) used to find calendar parts anywhere in the tree
 a part's text and writing changed text back as byte splices (``payload``), and the
 fenced join block for text/plain and text/html bodies (``joinblock``).
 
-It knows nothing about iCalendar; ``webinar_proxy.invitation.engine`` joins it with
+It knows nothing about iCalendar; ``webinar_proxy.invitation`` joins it with
 ``webinar_proxy.calendar``.
 """
 
