@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import email.utils
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from webinar_proxy.calendar import (
     Attendee,
     CalendarError,
+    EventFacts,
     Occurrence,
     ParsedCalendar,
     event_facts,
@@ -195,8 +196,121 @@ def classify(
         )
 
 
-def _not(reason: str, **known: Any) -> Classification:
-    return Classification(processable=False, reason=reason, **known)
+def _not(reason: str) -> Classification:
+    return Classification(processable=False, reason=reason)
+
+
+def _classify(raw: bytes, mail_from: str | None, options: EngineOptions,
+              now: datetime) -> Classification:
+    """Find the calendar parts, parse them, read the event, judge the sender, decide."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    if not may_carry_calendar(raw):
+        return _not("not a calendar mail")
+    try:
+        found = _find_calendars(raw, options)
+    except (MimeError, EngineError) as exc:
+        return _not(f"unreadable mail: {exc}")
+    if not found.parts:
+        return _not("no calendar part")
+    imip = Classification(processable=False, reason="", is_imip=True,
+                          calendar_parts=found.parts, in_attached_message=found.attached_only)
+    read = _read_calendars(found, options)
+    if not read.calendars:
+        return _unreadable(imip, found.sources, read.problems)
+    source, primary = read.calendars[0]
+    imip = replace(imip, mime_method=source.mime_method,
+                   method=primary.method(0) or source.mime_method)
+    uids = primary.uids(0)
+    if not uids:
+        events = primary.objects[0].walk("VEVENT")
+        return replace(imip, reason="VEVENT without UID" if events else "no VEVENT")
+    event = _read_event(primary, uids[0], options, now)
+    sender = _judge_sender(found.root, mail_from, event.facts)
+    triggers = _triggers(found.root, event.facts, options)
+    refusal = _refusal(found, read, uids, imip.method, event.facts)
+    return _describe(imip, event, sender, triggers, read.problems, refusal)
+
+
+# --- the steps of classify, each with a typed result -----------------------------
+
+@dataclass(frozen=True)
+class _ReadCalendars:
+    """The calendar texts that parsed, best first, and what could not be read."""
+
+    calendars: list[tuple[_CalendarSource, ParsedCalendar]]
+    #: The payloads that could not be decoded, then the texts that did not parse.
+    problems: list[str]
+
+
+def _read_calendars(found: _FoundCalendars, options: EngineOptions) -> _ReadCalendars:
+    calendars: list[tuple[_CalendarSource, ParsedCalendar]] = []
+    problems = list(found.problems)
+    for source in found.sources:
+        try:
+            calendars.append((source, parse_calendar(source.text, options.reader)))
+        except CalendarError as exc:
+            problems.append(str(exc))
+    return _ReadCalendars(calendars, problems)
+
+
+_RAW_METHOD = re.compile(r"(?im)^METHOD:[ \t]*([A-Z-]+)[ \t]*\r?$")
+
+
+def _unreadable(imip: Classification, sources: list[_CalendarSource],
+                problems: list[str]) -> Classification:
+    """No calendar part parsed: say why, with the METHOD its text seems to carry."""
+    reason = problems[0] if problems else "calendar part unreadable"
+    mime_method = sources[0].mime_method if sources else None
+    method_line = _RAW_METHOD.search(sources[0].text) if sources else None
+    method = method_line.group(1).upper() if method_line else mime_method
+    return replace(imip, reason=f"calendar part unreadable: {reason}",
+                   mime_method=mime_method, method=method)
+
+
+@dataclass(frozen=True)
+class _Event:
+    """The event a mail is about, read from its first calendar."""
+
+    uid: str
+    facts: EventFacts
+    next_occurrence: Occurrence | None
+    #: ``Classification.calendar``.
+    calendar: bytes
+    #: What reading it noticed (the facts' warnings, a failed occurrence search).
+    notes: list[str]
+
+
+def _read_event(primary: ParsedCalendar, uid: str, options: EngineOptions,
+                now: datetime) -> _Event:
+    reader = options.reader
+    facts = event_facts(primary, uid, reader)
+    notes = list(facts.warnings)
+    next_one = None
+    try:
+        next_one = _calendar_next_occurrence(primary, uid, now, reader)
+    except CalendarError as exc:
+        notes.append(str(exc))
+    return _Event(uid, facts, next_one, minimal_calendar(primary, uid), notes)
+
+
+@dataclass(frozen=True)
+class _Sender:
+    """Who the mail says it is from, and whether that is the organizer."""
+
+    header_from: tuple[str, ...]
+    reply_to: tuple[str, ...]
+    from_organizer: bool
+
+
+def _judge_sender(root: MimeEntity | None, mail_from: str | None,
+                  facts: EventFacts) -> _Sender:
+    header_from = _header_addresses(root, "from")
+    senders = _sender_addresses(mail_from, header_from)
+    from_organizer = bool(facts.organizer) and bool(
+        senders & {facts.organizer, facts.sent_by} - {None}
+    )
+    return _Sender(header_from, _header_addresses(root, "reply-to"), from_organizer)
 
 
 def _header_addresses(root: MimeEntity | None, name: str) -> tuple[str, ...]:
@@ -216,6 +330,18 @@ def _sender_addresses(mail_from: str | None, header_from: tuple[str, ...]) -> se
     return addresses
 
 
+def _triggers(root: MimeEntity | None, facts: EventFacts,
+              options: EngineOptions) -> tuple[str, ...]:
+    """Which of the three ways to ask for a conference the mail uses."""
+    return tuple(
+        name for name, found in (
+            ("location", facts.keyword_in_location),
+            ("property", facts.trigger_property),
+            ("header", _header_trigger(root, options)),
+        ) if found
+    )
+
+
 def _header_trigger(root: MimeEntity | None, options: EngineOptions) -> bool:
     if root is None:
         return False
@@ -223,78 +349,41 @@ def _header_trigger(root: MimeEntity | None, options: EngineOptions) -> bool:
     return value is not None and str(value).strip().lower() in ("yes", "true", "1", "on")
 
 
-_RAW_METHOD = re.compile(r"(?im)^METHOD:[ \t]*([A-Z-]+)[ \t]*\r?$")
+def _refusal(found: _FoundCalendars, read: _ReadCalendars, uids: list[str],
+             method: str | None, facts: EventFacts) -> str | None:
+    """Why the relay must not act on this calendar, or None when it may."""
+    if found.attached_only:
+        return "calendar only inside an attached message (bounce or forward)"
+    primary = read.calendars[0][1]
+    if len(primary.objects) > 1:
+        return "several calendar objects in one part"
+    if len(uids) > 1:
+        return f"several events (UIDs) in one calendar: {len(uids)}"
+    for _, copy in read.calendars[1:]:
+        other = {u for index in range(len(copy.objects)) for u in copy.uids(index)}
+        if other - {uids[0]}:
+            return "calendar parts carry different events"
+    if method is None:
+        return "no METHOD: not an iTIP message"
+    if facts.organizer is None:
+        return "no ORGANIZER"
+    return None
 
 
-def _classify(raw: bytes, mail_from: str | None, options: EngineOptions,
-              now: datetime) -> Classification:
-    if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware")
-    if not may_carry_calendar(raw):
-        return _not("not a calendar mail")
-    try:
-        found = _find_calendars(raw, options)
-    except (MimeError, EngineError) as exc:
-        return _not(f"unreadable mail: {exc}")
-    if not found.parts:
-        return _not("no calendar part")
-    sources, root, problems = found.sources, found.root, found.problems
-    attached_only = found.attached_only
-    known: dict[str, Any] = {
-        "is_imip": True,
-        "calendar_parts": found.parts,
-        "in_attached_message": attached_only,
-    }
-    reader = options.reader
-    parsed: list[tuple[_CalendarSource, ParsedCalendar]] = []
-    for source in sources:
-        try:
-            parsed.append((source, parse_calendar(source.text, reader)))
-        except CalendarError as exc:
-            problems.append(str(exc))
-    if not parsed:
-        reason = problems[0] if problems else "calendar part unreadable"
-        mime_method = sources[0].mime_method if sources else None
-        method_line = _RAW_METHOD.search(sources[0].text) if sources else None
-        method = method_line.group(1).upper() if method_line else mime_method
-        return _not(f"calendar part unreadable: {reason}", mime_method=mime_method,
-                    method=method, **known)
-    source, primary = parsed[0]
-    known["mime_method"] = source.mime_method
-    known["method"] = primary.method(0) or source.mime_method
-    uids = primary.uids(0)
-    events = primary.objects[0].walk("VEVENT")
-    if not uids:
-        return _not("VEVENT without UID" if events else "no VEVENT", **known)
-    uid = uids[0]
-    facts = event_facts(primary, uid, reader)
-    header_trigger = _header_trigger(root, options)
-    triggers = tuple(
-        name for name, found_trigger in (
-            ("location", facts.keyword_in_location),
-            ("property", facts.trigger_property),
-            ("header", header_trigger),
-        ) if found_trigger
-    )
-    header_from = _header_addresses(root, "from")
-    senders = _sender_addresses(mail_from, header_from)
-    from_organizer = bool(facts.organizer) and bool(
-        senders & {facts.organizer, facts.sent_by} - {None}
-    )
-    notes = list(facts.warnings)
-    next_one = None
-    try:
-        next_one = _calendar_next_occurrence(primary, uid, now, reader)
-    except CalendarError as exc:
-        notes.append(str(exc))
-    known.update(
-        uid=uid,
+def _describe(imip: Classification, event: _Event, sender: _Sender, triggers: tuple[str, ...],
+              problems: list[str], refusal: str | None) -> Classification:
+    facts = event.facts
+    return replace(
+        imip,
+        processable=refusal is None,
+        reason=refusal or "ok",
+        uid=event.uid,
         organizer=facts.organizer,
         organizer_name=facts.organizer_name,
         sent_by=facts.sent_by,
-        from_organizer=from_organizer,
-        header_from=header_from,
-        reply_to=_header_addresses(root, "reply-to"),
+        from_organizer=sender.from_organizer,
+        header_from=sender.header_from,
+        reply_to=sender.reply_to,
         sequence=facts.sequence,
         status=facts.status,
         recurrence_ids=facts.recurrence_ids,
@@ -311,23 +400,7 @@ def _classify(raw: bytes, mail_from: str | None, options: EngineOptions,
         has_our_link=bool(facts.our_links),
         our_link=facts.our_links[0] if facts.our_links else None,
         recurring=facts.recurring,
-        next_occurrence=next_one,
-        calendar=minimal_calendar(primary, uid),
-        warnings=tuple(dict.fromkeys(notes + problems)),
+        next_occurrence=event.next_occurrence,
+        calendar=event.calendar,
+        warnings=tuple(dict.fromkeys(event.notes + problems)),
     )
-    if attached_only:
-        return _not("calendar only inside an attached message (bounce or forward)", **known)
-    if len(primary.objects) > 1:
-        return _not("several calendar objects in one part", **known)
-    if len(uids) > 1:
-        return _not(f"several events (UIDs) in one calendar: {len(uids)}", **known)
-    for _, copy in parsed[1:]:
-        other = {u for index in range(len(copy.objects)) for u in copy.uids(index)}
-        if other - {uid}:
-            return _not("calendar parts carry different events", **known)
-    if known["method"] is None:
-        return _not("no METHOD: not an iTIP message", **known)
-    if facts.organizer is None:
-        return _not("no ORGANIZER", **known)
-    return Classification(processable=True, reason="ok", **known)
-
