@@ -476,30 +476,83 @@ def event_facts(parsed: ParsedCalendar, uid: str, options: ReaderOptions,
     notes = list(parsed.warnings)
     zone = options.zone
     master = next((e for e in events if e.get("RECURRENCE-ID") is None), None)
+    # The series' own properties come from the master, or the first instance without one.
     reference = master if master is not None else events[0]
+    organizer = _organizer(parsed, events, reference, notes)
+    sequence = _sequence(events, notes)
+    recurrence_ids = _recurrence_ids(events, zone, notes)
+    times = _times(reference, zone, notes)
+    location = _text(reference, "LOCATION")
+    return EventFacts(
+        uid=uid,
+        organizer=organizer.address,
+        organizer_name=organizer.name,
+        sent_by=organizer.sent_by,
+        sequence=sequence,
+        status=_status(reference),
+        recurrence_ids=recurrence_ids,
+        has_master=master is not None,
+        summary=_text(reference, "SUMMARY"),
+        start=times.start,
+        end=times.end,
+        duration=times.duration,
+        all_day=times.all_day,
+        timezone=_event_timezone(reference, times.start_value, options),
+        attendees=_attendees(events),
+        location=location,
+        keyword_in_location=_keyword_in(location, options),
+        trigger_property=_trigger_property(reference, options),
+        recurring=bool(recurrence_ids) or any(
+            reference.get(name) is not None for name in ("RRULE", "RDATE")
+        ),
+        our_links=_our_links(events, options),
+        warnings=tuple(dict.fromkeys(notes)),
+    )
 
-    organizer_prop = next((e.get("ORGANIZER") for e in [reference, *events]
-                           if e.get("ORGANIZER") is not None), None)
-    organizer = normalise_address(organizer_prop, _params(organizer_prop)) if organizer_prop else None
-    if organizer_prop is None:
+
+@dataclass(frozen=True)
+class _Organizer:
+    address: str | None
+    name: str | None
+    sent_by: str | None
+
+
+def _organizer(parsed: ParsedCalendar, events: list[icalendar.Event],
+               reference: icalendar.Event, notes: list[str]) -> _Organizer:
+    """The ORGANIZER of the reference VEVENT, else of the first VEVENT that has one."""
+    prop = next((e.get("ORGANIZER") for e in [reference, *events]
+                 if e.get("ORGANIZER") is not None), None)
+    if prop is None:
         # icalendar drops an ORGANIZER whose parameters it cannot parse
         # (e.g. CN=3D"..." from a still quoted-printable file); the address may be fine.
         raw_organizer = _RAW_ORGANIZER.search(parsed.clean_text)
-        if raw_organizer:
-            organizer = normalise_address(raw_organizer.group(1))
-            notes.append("ORGANIZER parameters unreadable; address read from the raw line")
-    sent_by_raw = None
-    if organizer_prop is not None:
-        # SEND-BY is a misspelling seen in the wild (Tine 2.0); it means the same.
-        sent_by_raw = _param_text(organizer_prop, "SENT-BY") or _param_text(organizer_prop, "SEND-BY")
-    sent_by = normalise_address(sent_by_raw) if sent_by_raw else None
+        if raw_organizer is None:
+            return _Organizer(None, None, None)
+        notes.append("ORGANIZER parameters unreadable; address read from the raw line")
+        return _Organizer(normalise_address(raw_organizer.group(1)), None, None)
+    # SEND-BY is a misspelling seen in the wild (Tine 2.0); it means the same.
+    sent_by = _param_text(prop, "SENT-BY") or _param_text(prop, "SEND-BY")
+    return _Organizer(
+        # An empty value (falsy, not None) names no organizer, whatever its EMAIL says.
+        address=normalise_address(prop, _params(prop)) if prop else None,
+        name=_param_text(prop, "CN"),
+        sent_by=normalise_address(sent_by) if sent_by else None,
+    )
 
+
+def _sequence(events: list[icalendar.Event], notes: list[str]) -> int:
+    """The highest SEQUENCE of the VEVENTs (0 when none is readable)."""
     sequences = []
     for event in events:
         try:
             sequences.append(int(str(event.get("SEQUENCE", 0)).strip()))
         except ValueError:
             notes.append("unreadable SEQUENCE")
+    return max(sequences) if sequences else 0
+
+
+def _recurrence_ids(events: list[icalendar.Event], zone: tzinfo,
+                    notes: list[str]) -> tuple[datetime, ...]:
     recurrence_ids = []
     for event in events:
         value = _dt_value(event, "RECURRENCE-ID")
@@ -507,7 +560,21 @@ def event_facts(parsed: ParsedCalendar, uid: str, options: ReaderOptions,
             recurrence_ids.append(to_utc(value, zone))
         elif event.get("RECURRENCE-ID") is not None:
             notes.append("unreadable RECURRENCE-ID")
+    return tuple(recurrence_ids)
 
+
+@dataclass(frozen=True)
+class _Times:
+    #: DTSTART as written (a date for an all-day event), for the time zone.
+    start_value: date | datetime | None
+    start: datetime | None
+    end: datetime | None
+    duration: timedelta | None
+    all_day: bool
+
+
+def _times(reference: icalendar.Event, zone: tzinfo, notes: list[str]) -> _Times:
+    """Start and end in UTC, from DTSTART and DTEND, DURATION or the RFC 5545 default."""
     start_value = _dt_value(reference, "DTSTART")
     if start_value is None and reference.get("DTSTART") is not None:
         notes.append("unreadable DTSTART")
@@ -529,7 +596,11 @@ def event_facts(parsed: ParsedCalendar, uid: str, options: ReaderOptions,
         end = start + (timedelta(days=1) if all_day and not isinstance(start_value, datetime)
                        else timedelta(0))
     duration = end - start if start is not None and end is not None else None
+    return _Times(start_value, start, end, duration, all_day)
 
+
+def _attendees(events: list[icalendar.Event]) -> tuple[Attendee, ...]:
+    """Every ATTENDEE of the VEVENTs, once per address, first mention wins."""
     attendees: dict[str, Attendee] = {}
     for event in events:
         for prop in _as_list(event.get("ATTENDEE")):
@@ -545,48 +616,36 @@ def event_facts(parsed: ParsedCalendar, uid: str, options: ReaderOptions,
                 partstat=(_param_text(prop, "PARTSTAT") or "").upper() or None,
                 is_person=cutype in (None, "INDIVIDUAL", "UNKNOWN"),
             )
+    return tuple(attendees.values())
 
-    location_prop = reference.get("LOCATION")
-    location = str(location_prop) if location_prop is not None else None
+
+def _text(event: icalendar.Event, name: str) -> str | None:
+    value = event.get(name)
+    return str(value) if value is not None else None
+
+
+def _status(event: icalendar.Event) -> str | None:
+    status = event.get("STATUS")
+    return str(status).strip().upper() if status is not None else None
+
+
+def _keyword_in(location: str | None, options: ReaderOptions) -> bool:
     keyword = options.location_keyword.lower()
-    keyword_in_location = bool(keyword) and location is not None and keyword in location.lower()
-    trigger_value = reference.get(options.trigger_property)
-    trigger_property = trigger_value is not None and _truthy(trigger_value)
+    return bool(keyword) and location is not None and keyword in location.lower()
 
+
+def _trigger_property(event: icalendar.Event, options: ReaderOptions) -> bool:
+    value = event.get(options.trigger_property)
+    return value is not None and _truthy(value)
+
+
+def _our_links(events: list[icalendar.Event], options: ReaderOptions) -> tuple[str, ...]:
+    """Our join links anywhere a client may show one, in every VEVENT of the UID."""
     texts = []
     for event in events:
         for name in ("CONFERENCE", "LOCATION", "DESCRIPTION", "X-ALT-DESC", "URL", "COMMENT"):
             texts.extend(str(value) for value in _as_list(event.get(name)))
-    links = find_links("\n".join(texts), options.link_hosts)
-
-    status = reference.get("STATUS")
-    summary = reference.get("SUMMARY")
-    recurring = bool(recurrence_ids) or any(
-        reference.get(name) is not None for name in ("RRULE", "RDATE")
-    )
-    return EventFacts(
-        uid=uid,
-        organizer=organizer,
-        organizer_name=_param_text(organizer_prop, "CN") if organizer_prop is not None else None,
-        sent_by=sent_by,
-        sequence=max(sequences) if sequences else 0,
-        status=str(status).strip().upper() if status is not None else None,
-        recurrence_ids=tuple(recurrence_ids),
-        has_master=master is not None,
-        summary=str(summary) if summary is not None else None,
-        start=start,
-        end=end,
-        duration=duration,
-        all_day=all_day,
-        timezone=_event_timezone(reference, start_value, options),
-        attendees=tuple(attendees.values()),
-        location=location,
-        keyword_in_location=keyword_in_location,
-        trigger_property=trigger_property,
-        recurring=recurring,
-        our_links=tuple(links),
-        warnings=tuple(dict.fromkeys(notes)),
-    )
+    return tuple(find_links("\n".join(texts), options.link_hosts))
 
 
 # --- the stored copy ------------------------------------------------------------
