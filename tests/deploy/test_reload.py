@@ -10,7 +10,8 @@ from pathlib import Path
 
 from tests.support.invites import invitation
 from tests.support.product import TOKEN, calendar_text
-from tests.support.relay import free_port, relay_process
+from tests.support.relay import free_port
+from tests.support.serve import serve_process
 from tests.support.smtp import WireClient, dot_stuff, running_next_hop
 from webinar_proxy.testing.fake_webinar import running_fake_webinar
 
@@ -28,21 +29,12 @@ def _config(path: Path, language: str, port: int, hop: int, api_url: str, state:
     )
 
 
-async def _wait_for_line(process, text: str) -> str:
-    async with asyncio.timeout(30):
-        while True:
-            line = await asyncio.to_thread(process.stdout.readline)
-            assert line, "relay exited"
-            if text in line:
-                return line
-
-
 async def test_sighup_switches_the_join_block_language_and_keeps_the_client_connected(tmp_path: Path):
     config = tmp_path / "relay.toml"
     port = free_port()
     async with running_fake_webinar(token=TOKEN) as fake, running_next_hop() as hop:
         _config(config, "ru", port, hop.port, fake.api_url, tmp_path / "state.db")
-        with relay_process({"WEBINAR_PROXY_CONFIG": str(config)}) as process:
+        with serve_process({"WEBINAR_PROXY_CONFIG": str(config)}) as process:
             client = await WireClient.connect("127.0.0.1", port)
             await client.reply()
             await client.command("EHLO client.test")
@@ -52,7 +44,7 @@ async def test_sighup_switches_the_join_block_language_and_keeps_the_client_conn
 
             _config(config, "en", port, hop.port, fake.api_url, tmp_path / "state.db")
             process.send_signal(signal.SIGHUP)
-            await _wait_for_line(process, "reloaded: templates and policy (language=en)")
+            await asyncio.to_thread(process.wait_for_line, "reloaded: templates and policy (language=en)")
 
             # the same connection goes on after the reload
             second = invitation(uid="two@example.org", start=START, end=START + timedelta(hours=1))
@@ -63,7 +55,7 @@ async def test_sighup_switches_the_join_block_language_and_keeps_the_client_conn
             # a broken configuration is refused and the running one stays
             config.write_text("[smtp\n")
             process.send_signal(signal.SIGHUP)
-            await _wait_for_line(process, "reload refused")
+            await asyncio.to_thread(process.wait_for_line, "reload refused")
             third = invitation(uid="three@example.org", start=START, end=START + timedelta(hours=1))
             client = await WireClient.connect("127.0.0.1", port)
             await client.reply()

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.relay import free_port
-from tests.support.systemd import notify_socket, serve_process
+from tests.support.serve import serve_process
+from tests.support.systemd import notify_socket
 from webinar_proxy import sdnotify
 
 
@@ -35,7 +36,8 @@ def _banner(port: int) -> bytes:
 def test_ready_after_the_port_is_bound_and_stopping_on_sigterm(tmp_path: Path, kind: str):
     port = free_port()
     with notify_socket(tmp_path if kind == "path" else None) as listener, \
-            serve_process(_env(tmp_path, port, listener.env_value), tmp_path / "relay.log") as process:
+            serve_process(_env(tmp_path, port, listener.env_value), ready=None,
+                          log_path=tmp_path / "relay.log") as process:
         ready = listener.wait_for("READY", "1")
         # READY promises a bound listener: the first connection after it gets the banner.
         assert _banner(port).startswith(b"220 ")
@@ -50,7 +52,7 @@ def test_watchdog_pings_at_half_the_interval(tmp_path: Path):
     port = free_port()
     env_extra = {"WATCHDOG_USEC": "200000"}  # 0.2 s: pings every 0.1 s
     with notify_socket() as listener, serve_process(
-        _env(tmp_path, port, listener.env_value, **env_extra), tmp_path / "r.log"
+        _env(tmp_path, port, listener.env_value, **env_extra), ready=None, log_path=tmp_path / "r.log"
     ) as process:
         listener.wait_for("READY", "1")
         for _ in range(3):
@@ -63,7 +65,7 @@ def test_watchdog_meant_for_another_process_is_left_alone(tmp_path: Path):
     port = free_port()
     env_extra = {"WATCHDOG_USEC": "200000", "WATCHDOG_PID": "1"}
     with notify_socket() as listener, serve_process(
-        _env(tmp_path, port, listener.env_value, **env_extra), tmp_path / "r.log"
+        _env(tmp_path, port, listener.env_value, **env_extra), ready=None, log_path=tmp_path / "r.log"
     ) as process:
         listener.wait_for("READY", "1")
         process.send_signal(signal.SIGTERM)
@@ -76,7 +78,8 @@ def test_sighup_reloads_without_dropping_the_listener(tmp_path: Path):
     port = free_port()
     log_path = tmp_path / "relay.log"
     with notify_socket() as listener, \
-            serve_process(_env(tmp_path, port, listener.env_value), log_path) as process:
+            serve_process(_env(tmp_path, port, listener.env_value), ready=None,
+                          log_path=log_path) as process:
         listener.wait_for("READY", "1")
         # A connection open across the reload stays usable.
         with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:

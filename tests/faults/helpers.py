@@ -8,25 +8,20 @@ import contextlib
 import re
 import signal
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-from tests.support.env import clean_env
 from tests.support.invites import invitation
+from tests.support.serve import serve_process
 from tests.support.smtp import Delivered, WireClient, dot_stuff
 from webinar_proxy.store import ConferenceRecord, open_store
 
-REPO = Path(__file__).resolve().parents[2]
 TOKEN = "fault-token-3b9e21c4"
 BOSS = "boss@example.org"
 ANN = "ann@example.net"
 PLAIN = b"From: <o@example.org>\r\nTo: <a@example.net>\r\nSubject: plain\r\n\r\nno calendar here\r\n"
-_LISTENING = re.compile(r"listening on (?:\[[^\]]+\]|[^:\s]+):(\d+)")
 
 
 def meeting(uid: str, **options: object) -> bytes:
@@ -82,38 +77,9 @@ class Relay:
 @contextlib.contextmanager
 def serve(env: dict[str, str]) -> Iterator[Relay]:
     """``python -m webinar_proxy serve`` as a child; yields once it is listening."""
-    full_env = clean_env()
-    full_env.update(env)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "webinar_proxy", "serve"], cwd=REPO, env=full_env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    lines: list[str] = []
-    ready = threading.Event()
-    port: list[int] = []
-
-    def read() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line)
-            if not port and (match := _LISTENING.search(line)):
-                port.append(int(match[1]))
-                ready.set()
-        ready.set()  # exited
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        if not ready.wait(30) or not port:
-            raise AssertionError("relay not ready:\n" + "".join(lines))
-        yield Relay(process, port[0], lines)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
-        reader.join(timeout=10)
-        if process.stdout:
-            process.stdout.close()
+    with serve_process(env) as process:
+        assert process.port is not None, process.output()
+        yield Relay(process, process.port, process.lines)
 
 
 async def send(

@@ -9,7 +9,8 @@ import pytest
 
 from tests.support.invites import invitation
 from tests.support.product import TOKEN, calendar_text, running_product
-from tests.support.relay import free_port, relay_process
+from tests.support.relay import free_port
+from tests.support.serve import serve_process
 from tests.support.smtp import running_next_hop, send_one
 from webinar_proxy.testing.fake_webinar import running_fake_webinar
 
@@ -33,7 +34,7 @@ async def test_two_relay_processes_racing_on_one_invitation_make_one_conference(
             "WEBINAR_PROXY_STORE__URL": pg_url,
             "WEBINAR_PROXY_POLICY__NOTIFY_ORGANIZER": "false",
         } for port in ports]
-        with relay_process(envs[0]), relay_process(envs[1]):
+        with serve_process(envs[0]), serve_process(envs[1]):
             codes = await asyncio.gather(*(send_one(port, invite) for port in ports * 2))
         state = fake.state()
     assert codes == [250, 250, 250, 250]

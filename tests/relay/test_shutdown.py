@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from tests.support.relay import free_port, relay_process
+from tests.support.relay import free_port
+from tests.support.serve import serve_process
 from tests.support.smtp import NextHopBehaviour, WireClient, dot_stuff, running_next_hop
 
 MESSAGE = b"From: <o@example.org>\r\nSubject: s\r\n\r\nbody\r\n"
@@ -38,7 +39,7 @@ async def test_sigterm_waits_for_the_transaction_in_flight_to_finish():
     hold = asyncio.Event()
     async with running_next_hop(NextHopBehaviour(hold_data_reply=hold)) as hop:
         port = free_port()
-        with relay_process(_env(hop.port, port, grace=30)) as process:
+        with serve_process(_env(hop.port, port, grace=30)) as process:
             client = await _start_transaction(port)
             await hop.handler.data_started.wait()
             process.send_signal(signal.SIGTERM)
@@ -55,7 +56,7 @@ async def test_sigterm_past_the_grace_period_never_answers_250():
     hold = asyncio.Event()
     async with running_next_hop(NextHopBehaviour(hold_data_reply=hold)) as hop:
         port = free_port()
-        with relay_process(_env(hop.port, port, grace=0.5)) as process:
+        with serve_process(_env(hop.port, port, grace=0.5)) as process:
             client = await _start_transaction(port)
             await hop.handler.data_started.wait()
             process.send_signal(signal.SIGTERM)

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from tests.support.product import calendar_text
+from tests.support.serve import serve_process
 from tests.support.smtp import Delivered, RunningNextHop, running_next_hop
 from tests.support.sogo import (
     ORGANIZER,
@@ -42,7 +43,6 @@ from tests.support.sogo import (
     with_exdate,
     without_attendee,
 )
-from tests.support.systemd import serve_process
 from webinar_proxy.testing.fake_webinar import running_fake_webinar
 
 pytestmark = [pytest.mark.sogo, pytest.mark.slow]
@@ -164,7 +164,7 @@ async def staged(pg_base_url: str, tmp_path: Path) -> AsyncIterator[Stage]:
         def relay_log() -> str:
             return log_path.read_text(errors="replace")
 
-        with serve_process(env, log_path) as relay:
+        with serve_process(env, ready=None, log_path=log_path) as relay:
             listening = await eventually(lambda: relay.poll() is not None or LISTENING.search(relay_log()),
                                          "the relay to listen", relay_log)
             assert relay.poll() is None, relay_log()

@@ -50,7 +50,8 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Literal
 
-from tests.support.systemd import REPO, notify_socket, serve_process
+from tests.support.serve import serve_process
+from tests.support.systemd import REPO, notify_socket
 
 Mode = Literal["after-queue", "before-queue", "milter"]
 
@@ -338,7 +339,8 @@ class PostfixInstance:
             listener = stack.enter_context(notify_socket())
             full_env["NOTIFY_SOCKET"] = listener.env_value
             self.relay = stack.enter_context(
-                serve_process(full_env, self.base / f"relay-{self._relay_runs}.log"))
+                serve_process(full_env, ready=None,
+                              log_path=self.base / f"relay-{self._relay_runs}.log"))
             listener.wait_for("READY", "1", timeout=timeout, process=self.relay)
         except BaseException as exc:
             stack.close()

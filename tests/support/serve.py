@@ -1,7 +1,9 @@
-"""The real ``webinar-proxy serve`` as a child process: the one spawn-and-wait-for-readiness helper.
+"""The real ``webinar-proxy serve`` as a child process, for async tests (``running_serve``)
+and synchronous ones (``serve_process``): the one spawn-and-wait-for-readiness helper.
 
-Everything the child writes (stdout and stderr, i.e. its whole log) is collected in
-``output`` by a reader task, so the pipe never fills up and a test can grep it.
+Everything the child writes (stdout and stderr, i.e. its whole log) is collected by a
+reader (a task, or a thread for ``serve_process``), so the pipe never fills up and a
+test can grep it.
 """
 
 from __future__ import annotations
@@ -9,9 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import subprocess
 import sys
-from collections.abc import AsyncIterator
+import tempfile
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
 
 from tests.support.env import clean_env
 from tests.support.relay import REPO
@@ -87,3 +95,90 @@ def _port(lines: list[str], marker: str) -> int:
     match = _ADDRESS.search(line)
     assert match, line
     return int(match[1])
+
+
+#: systemd's variables: a test that wants them passes them in ``env``.
+_SYSTEMD = ("NOTIFY_SOCKET", "WATCHDOG_", "CREDENTIALS_")
+_SMTP_LISTENING = re.compile(r"listening on (?:\[[^\]]+\]|[^:\s\[]+):(\d+)(?![\d.])")
+
+
+class ServeProcess(subprocess.Popen[str]):
+    """A ``webinar-proxy`` child (a ``Popen``); a thread reads its output into ``lines``
+    and copies it to ``log`` if given."""
+
+    def __init__(self, argv: list[str], log: IO[str] | None, **options: Any) -> None:
+        super().__init__(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         errors="replace", **options)
+        self.lines: list[str] = []
+        #: The SMTP port from the first "listening on" line, once logged.
+        self.port: int | None = None
+        self._cursor = 0
+        self._ended = False
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, args=(log,), daemon=True)
+        self._reader.start()
+
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for_line(self, text: str, timeout: float = 30) -> str:
+        """The next line containing ``text`` (each call goes on after the previous match)."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                while self._cursor < len(self.lines):
+                    line = self.lines[self._cursor]
+                    self._cursor += 1
+                    if text in line:
+                        return line
+                if self._ended:
+                    raise AssertionError(f"relay exited before {text!r}:\n" + self.output())
+                if not self._changed.wait(deadline - time.monotonic()):
+                    raise AssertionError(f"no {text!r} in time:\n" + self.output())
+
+    def stop(self) -> None:
+        """Kill the child if it still runs; wait for it and for the reader."""
+        if self.poll() is None:
+            self.kill()
+        self.wait(timeout=10)
+        self._reader.join(timeout=10)
+        if self.stdout:
+            self.stdout.close()
+
+    def _read(self, log: IO[str] | None) -> None:
+        assert self.stdout is not None
+        for line in self.stdout:
+            if log is not None:
+                log.write(line)
+                log.flush()
+            with self._changed:
+                self.lines.append(line)
+                if self.port is None and (match := _SMTP_LISTENING.search(line)):
+                    self.port = int(match[1])
+                self._changed.notify_all()
+        with self._changed:
+            self._ended = True
+            self._changed.notify_all()
+
+
+@contextlib.contextmanager
+def serve_process(env: dict[str, str], *args: str, ready: str | None = "listening on",
+                  log_path: Path | None = None) -> Iterator[ServeProcess]:
+    """``python -m webinar_proxy <args>`` (default ``serve``) with ``env`` over a clean
+    environment (a throwaway SQLite store unless ``env`` names one); yields once a line
+    containing ``ready`` was logged (at once when ``ready`` is None).  The output is also
+    written to ``log_path`` if given.  Still running at the end, the child is killed."""
+    with contextlib.ExitStack() as stack:
+        full_env = clean_env(*_SYSTEMD, **env)
+        if "WEBINAR_PROXY_STORE__URL" not in full_env:
+            state = stack.enter_context(tempfile.TemporaryDirectory(prefix="webinar-proxy-test-"))
+            full_env["WEBINAR_PROXY_STORE__URL"] = f"sqlite:///{state}/state.db"
+        log = stack.enter_context(log_path.open("w", encoding="utf-8")) if log_path else None
+        process = ServeProcess([sys.executable, "-m", "webinar_proxy", *(args or ("serve",))],
+                               log, cwd=REPO, env=full_env)
+        try:
+            if ready is not None:
+                process.wait_for_line(ready)
+            yield process
+        finally:
+            process.stop()

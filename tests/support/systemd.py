@@ -1,18 +1,15 @@
-"""Standing in for systemd in tests: a notify socket and a relay child that uses it."""
+"""Standing in for systemd in tests: a notify socket (``serve.serve_process`` runs the relay)."""
 
 from __future__ import annotations
 
 import contextlib
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from tests.support.env import clean_env
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -69,24 +66,3 @@ def notify_socket(directory: Path | None = None) -> Iterator[NotifyListener]:
         yield NotifyListener(sock, env_value)
     finally:
         sock.close()
-
-
-@contextlib.contextmanager
-def serve_process(env: dict[str, str], log_path: Path, args: list[str] | None = None
-                  ) -> Iterator[subprocess.Popen[bytes]]:
-    """``python -m webinar_proxy serve`` as a child, output to ``log_path``; killed if still running."""
-    full_env = clean_env("NOTIFY_SOCKET", "WATCHDOG_", "CREDENTIALS_")
-    full_env.update(env)
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "webinar_proxy", *(args or ["serve"])],
-            cwd=REPO, env=full_env, stdout=log_file, stderr=subprocess.STDOUT,
-        )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
-
-
