@@ -93,6 +93,8 @@ class EngineLimits:
 
 @dataclass(frozen=True)
 class EngineOptions:
+    """The engine's frozen settings; ``from_settings`` reads ``settings.policy``."""
+
     location_keyword: str = "@webinar"
     #: Language of the join block: "ru" (default) or "en".
     language: str = "ru"
