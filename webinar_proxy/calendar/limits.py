@@ -17,3 +17,9 @@ class CalendarLimits:
     max_attendees: int = 5_000
     #: Occurrences the next-occurrence search may pass over (cancelled, already ended).
     max_skipped_occurrences: int = 5_000
+    #: Periods of one recurrence rule (days of a DAILY rule, weeks of a WEEKLY one...) that
+    #: an occurrence search may walk from the series' DTSTART (dateutil walks them all).
+    max_rule_periods: int = 50_000
+    #: Transitions one VTIMEZONE observance rule may list (icalendar lists them all,
+    #: from the rule's DTSTART to its UNTIL or 2038).
+    max_zone_transitions: int = 10_000

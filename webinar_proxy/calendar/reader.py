@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 import icalendar
 
+from webinar_proxy.calendar import rules
 from webinar_proxy.calendar.contentlines import (
     Line,
     components,
@@ -121,7 +122,9 @@ class EventFacts:
 
 # --- repairing the text -----------------------------------------------------------
 
-_MAILTO_AS_PARAM = re.compile(r"(?i)^(ORGANIZER|ATTENDEE)((?:;[^;:]*=[^;:]*)*);mailto$")
+# Each parameter is split at its first "=": with "[^;:]*=" a value holding several
+# "=" could be split in several ways, and a failing match tried them all (exponential).
+_MAILTO_AS_PARAM = re.compile(r"(?i)^(ORGANIZER|ATTENDEE)((?:;[^;:=]*=[^;:]*)*);mailto$")
 _TZID_PARAM = re.compile(r'(?i)(;TZID=)("[^"]*"|[^;:]*)')
 _TZID_DIGEST = re.compile(r" #[0-9a-f]{12}$")
 
@@ -182,7 +185,7 @@ def _zone_agrees(zone: str, block: list[str]) -> bool:
     return seen == offsets
 
 
-def _timezone_renames(lines: list[str]) -> tuple[dict[str, str], set[int]]:
+def _timezone_renames(lines: list[str], limits: CalendarLimits) -> tuple[dict[str, str], set[int]]:
     """Decide how each VTIMEZONE is read: (TZID renames, line indexes to drop).
 
     * An IANA TZID needs no definition: icalendar uses its own zone data.
@@ -193,6 +196,7 @@ def _timezone_renames(lines: list[str]) -> tuple[dict[str, str], set[int]]:
       by TZID, so two mails defining "W. Europe" differently (or a wrong
       definition in one mail) would otherwise change how later mails are read;
       with the digest of the definition in the name, equal names mean equal zones.
+      Its observance rules must be bounded (``_check_zone_rules``).
     """
     renames: dict[str, str] = {}
     dropped: set[int] = set()
@@ -217,12 +221,51 @@ def _timezone_renames(lines: list[str]) -> tuple[dict[str, str], set[int]]:
                     digest = hashlib.sha256(body.encode("utf-8", "surrogateescape")).hexdigest()
                     renames[tzid] = f"{original_tzid(tzid)} #{digest[:12]}"
                     _rebase_rules(lines, index, end)
+                    _check_zone_rules(lines, index, end, tzid, limits)
+            else:
+                _check_zone_rules(lines, index, end, None, limits)
             index = end
         index += 1
     return renames, dropped
 
 
 _REBASE_YEAR = 1970
+# icalendar lists a VTIMEZONE rule's transitions up to its UNTIL or, without one, 2038.
+_ZONE_RULES_END = datetime(2039, 1, 1)
+
+
+def _local_moment(value: str) -> datetime | None:
+    value = value.strip()
+    try:
+        return datetime(int(value[0:4]), int(value[4:6]), int(value[6:8]))
+    except ValueError:
+        return None
+
+
+def _check_zone_rules(lines: list[str], begin: int, end: int, tzid: str | None,
+                      limits: CalendarLimits) -> None:
+    """Refuse the calendar if a kept VTIMEZONE has a rule icalendar cannot list in bounds
+    (``FREQ=SECONDLY`` since 1601 is billions of transitions)."""
+    start = None
+    for index in range(begin, end + 1):
+        line = lines[index]
+        upper = line[:16].upper()
+        if upper.startswith(("BEGIN:STANDARD", "BEGIN:DAYLIGHT")):
+            start = None
+        name = property_name(line)
+        if name == "DTSTART":
+            start = _local_moment(split_property(line)[1])
+        elif name in ("RRULE", "EXRULE"):
+            # The observance's DTSTART may come after its RRULE.
+            for later in range(index + 1, end + 1):
+                if lines[later][:4].upper() == "END:":
+                    break
+                if property_name(lines[later]) == "DTSTART":
+                    start = _local_moment(split_property(lines[later])[1])
+            reason = rules.refusal(split_property(line)[1], component="VTIMEZONE", start=start,
+                                   until=_ZONE_RULES_END, max_periods=limits.max_zone_transitions)
+            if reason:
+                raise CalendarError(f"VTIMEZONE {original_tzid(tzid or '')!r} refused: {reason}")
 
 
 def _rebase_rules(lines: list[str], begin: int, end: int) -> None:
@@ -291,7 +334,7 @@ def normalise(text: str, options: ReaderOptions) -> tuple[str, list[str]]:
         for match in _TZID_PARAM.finditer(head):
             used.add(_tzid_value(match.group(2)))
         repaired.append(logical)
-    renames, dropped = _timezone_renames(repaired)
+    renames, dropped = _timezone_renames(repaired, limits)
     repaired = [line for index, line in enumerate(repaired) if index not in dropped]
     for tzid in sorted(used - renames.keys()):
         if not tzid or is_iana(tzid):
@@ -432,7 +475,9 @@ def _truthy(value: Any) -> bool:
     return str(value).strip().upper() in ("TRUE", "YES", "1", "ON")
 
 
-_RAW_ORGANIZER = re.compile(r"(?im)^ORGANIZER[;:][^\r\n]*?:(?:mailto:)+([^\s:;\"<>]+@[^\s:;\"<>]+)")
+# Anchored after the first "mailto:" of the line, and the local part holds no "@":
+# a lazy scan over every colon of a long line, each retried, was quadratic.
+_RAW_ORGANIZER = re.compile(r"(?im)^ORGANIZER[;:][^\r\n]*?:(?:mailto:)+([^\s:;\"<>@]+@[^\s:;\"<>]+)")
 _URL = re.compile(r"""https?://[^\s"'<>\\]+""", re.IGNORECASE)
 
 
