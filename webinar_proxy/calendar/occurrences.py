@@ -100,7 +100,7 @@ def _check_rules(events: list[icalendar.Event], after: datetime, options: Reader
                 except Exception:
                     text = str(rule)
                 reason = rules.refusal(text, component="VEVENT", start=start, until=horizon,
-                                       max_periods=options.limits.max_rule_periods)
+                                       max_instances=options.limits.max_rule_instances)
                 if reason:
                     raise CalendarError(f"recurrence not expanded: {reason}")
 

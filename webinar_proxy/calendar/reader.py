@@ -170,7 +170,8 @@ def _current_offsets(block: list[str]) -> tuple[set[timedelta], int] | None:
     offsets = {_offset(value) for _, value in newest.values()}
     if not newest or None in offsets:
         return None
-    year = max(int(start[:4]) for start, _ in newest.values() if start[:4].isdigit())
+    years = [start[:4] for start, _ in newest.values()]
+    year = max((int(text) for text in years if text.isascii() and text.isdigit()), default=0)
     return {o for o in offsets if o is not None}, year
 
 
@@ -232,6 +233,7 @@ def _timezone_renames(lines: list[str], limits: CalendarLimits) -> tuple[dict[st
 _REBASE_YEAR = 1970
 # icalendar lists a VTIMEZONE rule's transitions up to its UNTIL or, without one, 2038.
 _ZONE_RULES_END = datetime(2039, 1, 1)
+_LAST_MOMENT = datetime(9999, 12, 31)
 
 
 def _local_moment(value: str) -> datetime | None:
@@ -262,8 +264,14 @@ def _check_zone_rules(lines: list[str], begin: int, end: int, tzid: str | None,
                     break
                 if property_name(lines[later]) == "DTSTART":
                     start = _local_moment(split_property(lines[later])[1])
-            reason = rules.refusal(split_property(line)[1], component="VTIMEZONE", start=start,
-                                   until=_ZONE_RULES_END, max_periods=limits.max_zone_transitions)
+            value = split_property(line)[1]
+            # icalendar lists transitions up to the rule's own UNTIL, or 2038 without one
+            # (with COUNT: as many as COUNT says, up to dateutil's year 9999).
+            until = rules.rule_until(value) or _ZONE_RULES_END
+            if "COUNT" in rules.parse(value):
+                until = _LAST_MOMENT
+            reason = rules.refusal(value, component="VTIMEZONE", start=start,
+                                   until=until, max_instances=limits.max_zone_transitions)
             if reason:
                 raise CalendarError(f"VTIMEZONE {original_tzid(tzid or '')!r} refused: {reason}")
 
@@ -300,7 +308,8 @@ def _rebase_rules(lines: list[str], begin: int, end: int) -> None:
                 continue
             head, value = split_property(lines[index])
             value = value.strip()
-            if len(value) >= 8 and value[:4].isdigit() and int(value[:4]) < _REBASE_YEAR:
+            year = value[:4]
+            if len(value) >= 8 and year.isascii() and year.isdigit() and int(year) < _REBASE_YEAR:
                 lines[index] = f"{head}:{_REBASE_YEAR}{value[4:]}"
 
 
@@ -446,6 +455,9 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list) else [value]
 
 
+_FIRST_YEAR, _LAST_YEAR = 2, 9998
+
+
 def _dt_value(event: icalendar.Event, name: str) -> date | datetime | None:
     prop = event.get(name)
     if prop is None:
@@ -455,7 +467,10 @@ def _dt_value(event: icalendar.Event, name: str) -> date | datetime | None:
     except Exception:
         return None
     # A PERIOD (``start/PT1H``) or a duration is no instant.
-    return value if isinstance(value, date) else None
+    if not isinstance(value, date):
+        return None
+    # At the ends of the calendar, converting to UTC or adding a day overflows.
+    return value if _FIRST_YEAR <= value.year <= _LAST_YEAR else None
 
 
 def to_aware(value: date | datetime, zone: tzinfo) -> datetime:
@@ -687,7 +702,7 @@ def _block_property(lines: list[Line], block, name: str) -> str | None:
         if upper.startswith("BEGIN:"):
             depth += 1
         elif upper.startswith("END:"):
-            depth -= 1
+            depth = max(depth - 1, 0)  # a stray END closes nothing
         elif depth == 0 and line.name == name:
             return split_property(line.logical)[1].strip().strip('"')
     return None

@@ -11,8 +11,9 @@ full, why a rule must not be expanded (or None):
   VEVENT), INTERVAL below 1, BYSETPOS with HOURLY;
 * BYxxx values outside RFC 5545's ranges (BYMONTH 1..12, BYMONTHDAY ±1..31,
   BYDAY ordinals ±1..53, or ±1..5 in a monthly rule, ...);
-* more periods to walk than the caller allows (``max_periods``) between DTSTART
-  and ``until`` (the caller's horizon, or the rule's own UNTIL/COUNT when earlier);
+* more instances to pass than the caller allows (``max_instances``, an upper
+  bound from the frequency, INTERVAL and the BYxxx lists) between DTSTART and
+  ``until`` (the caller's horizon, or the rule's own UNTIL when earlier);
 * no instance at all: probed by running the rule from a start late in the
   calendar (same date, time, weekday and leap-year phase as DTSTART, in 9944..9971),
   so dateutil stops at its last year 9999 within 56 years; every kind of year
@@ -114,17 +115,45 @@ def _combination_refusal(parts: dict[str, str]) -> str | None:
     return None
 
 
-def _periods(parts: dict[str, str], start: datetime, until: datetime) -> float:
+def _digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()  # "²".isdigit() is true, int("²") fails
+
+
+_EXPANDING = ("BYMONTH", "BYWEEKNO", "BYYEARDAY", "BYMONTHDAY", "BYDAY", "BYHOUR", "BYMINUTE", "BYSECOND")
+
+
+def _per_period(parts: dict[str, str]) -> int:
+    """At most how many instances one period yields (an upper bound)."""
+    factor = 1
+    for name in _EXPANDING:
+        if name in parts:
+            factor *= max(len(parts[name].split(",")), 1)
+    frequency = parts["FREQ"]
+    plain_weekday = any(item.strip()[:-2] in ("", "+", "-") for item in parts.get("BYDAY", "").split(","))
+    if "BYDAY" in parts and plain_weekday and not {"BYMONTHDAY", "BYYEARDAY"} & parts.keys():
+        if frequency == "YEARLY" and not {"BYMONTH", "BYWEEKNO"} & parts.keys():
+            factor *= 53  # every Monday of the year
+        elif frequency in ("YEARLY", "MONTHLY"):
+            factor *= 5  # every Monday of the month
+    return factor
+
+
+def _instances(parts: dict[str, str], start: datetime, until: datetime) -> float:
+    """At most how many instances dateutil passes from ``start`` to ``until``."""
     interval = int(parts.get("INTERVAL", "1"))
-    periods = (until - start) / (_PERIOD[parts["FREQ"]] * interval)
+    periods = (until - start).total_seconds() / (_PERIOD[parts["FREQ"]].total_seconds() * interval)
+    instances = periods * _per_period(parts)
     count = parts.get("COUNT", "")
-    if count.isdigit() and not any(name.startswith("BY") for name in parts):
-        periods = min(periods, int(count))
-    return periods
+    if _digits(count):
+        # COUNT ends the walk after that many instances; a rule with instances has one at
+        # least every 56 years (see ``_probe``), so the walk between them is bounded too.
+        instances = min(instances, int(count))
+    return instances
 
 
-def _until(parts: dict[str, str]) -> datetime | None:
-    text = parts.get("UNTIL", "")
+def rule_until(value: str) -> datetime | None:
+    """The date of the rule's UNTIL (naive), if it has a readable one."""
+    text = parse(value).get("UNTIL", "")
     try:
         return datetime(int(text[0:4]), int(text[4:6]), int(text[6:8]))
     except ValueError:
@@ -137,7 +166,7 @@ def refusal(
     component: str,
     start: date | datetime | None,
     until: datetime,
-    max_periods: int,
+    max_instances: int,
 ) -> str | None:
     """Why the rule ``value`` of a ``component`` ("VEVENT" or "VTIMEZONE") must not be
     expanded from ``start`` up to ``until`` (naive, local), or None if it may."""
@@ -149,7 +178,7 @@ def refusal(
     if FREQUENCIES.index(frequency) > FREQUENCIES.index(finest):
         return f"FREQ={frequency} is too frequent for a {component} (finer than {finest})"
     interval = parts.get("INTERVAL", "1")
-    if not interval.isdigit() or int(interval) < 1:
+    if not _digits(interval) or int(interval) < 1:
         return f"INTERVAL={interval}"
     if "BYSETPOS" in parts and frequency == "HOURLY":
         return "BYSETPOS with FREQ=HOURLY"
@@ -159,11 +188,11 @@ def refusal(
     if start is not None:
         first = start if isinstance(start, datetime) else datetime(start.year, start.month, start.day)
         first = first.replace(tzinfo=None)
-        own_until = _until(parts)
+        own_until = rule_until(value)
         last = min(until, own_until) if own_until else until
-        if last > first and _periods(parts, first, last) > max_periods:
-            return (f"FREQ={frequency} from {first:%Y-%m-%d} passes more than "
-                    f"{max_periods} periods")
+        if last > first and _instances(parts, first, last) > max_instances:
+            return (f"FREQ={frequency} from {first:%Y-%m-%d} to {last:%Y-%m-%d} passes more than "
+                    f"{max_instances} instances")
         if not _has_instances(value, first):
             return "the rule has no instance"
     return None
