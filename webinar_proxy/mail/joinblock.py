@@ -20,13 +20,12 @@ HTML_END = "<!--webinar-proxy:end-->"
 
 _EOL = r"(?:\r\n|\n|\r)"
 _LINE_START = r"(?:^|(?<=[\r\n]))"  # "^" with MULTILINE ignores CR-only line ends
-_TEXT_BLOCK = re.compile(
-    rf"(?s){_LINE_START}[ \t]*~+[ \t]*\[webinar\][ \t]*~+[ \t]*{_EOL}.*?"
-    rf"{_LINE_START}[ \t]*~+[ \t]*\[/webinar\][ \t]*~+[ \t]*(?:{_EOL}{_EOL}?)?"
-)
-_HTML_BLOCK = re.compile(
-    rf"(?s){re.escape(HTML_BEGIN)}.*?{re.escape(HTML_END)}{_EOL}?"
-)
+# Begin and end fences are searched for separately: one pattern with ".*?" between
+# them rescanned the rest of the text for every begin fence without an end (quadratic).
+_TEXT_BEGIN = re.compile(rf"{_LINE_START}[ \t]*~+[ \t]*\[webinar\][ \t]*~+[ \t]*{_EOL}")
+_TEXT_END = re.compile(rf"{_LINE_START}[ \t]*~+[ \t]*\[/webinar\][ \t]*~+[ \t]*(?:{_EOL}{_EOL}?)?")
+_HTML_BEGIN = re.compile(re.escape(HTML_BEGIN))
+_HTML_END = re.compile(rf"{re.escape(HTML_END)}{_EOL}?")
 _BODY_TAG = re.compile(r"(?is)<body\b[^>]*>")
 _HEAD_END = re.compile(r"(?is)</head\s*>|<html\b[^>]*>")
 
@@ -36,8 +35,22 @@ def _eol_of(text: str, default: str) -> str:
     return match.group() if match else default
 
 
+def _remove_fenced(text: str, begin: re.Pattern[str], end: re.Pattern[str]) -> str:
+    """``text`` without every span from a begin fence to the next end fence."""
+    kept: list[str] = []
+    position = 0
+    while (opening := begin.search(text, position)) is not None:
+        closing = end.search(text, opening.end())
+        if closing is None:
+            break  # no end after this begin fence, so none after a later one either
+        kept.append(text[position : opening.start()])
+        position = closing.end()
+    kept.append(text[position:])
+    return "".join(kept)
+
+
 def remove_text_block(text: str) -> str:
-    return _TEXT_BLOCK.sub("", text)
+    return _remove_fenced(text, _TEXT_BEGIN, _TEXT_END)
 
 
 def render_text_block(lines: str, eol: str) -> str:
@@ -57,7 +70,7 @@ def insert_text_block(text: str, block_lines: str, default_eol: str = "\r\n") ->
 
 
 def remove_html_block(html: str) -> str:
-    return _HTML_BLOCK.sub("", html)
+    return _remove_fenced(html, _HTML_BEGIN, _HTML_END)
 
 
 def insert_html_block(html: str, block_html: str, default_eol: str = "\r\n") -> str:
