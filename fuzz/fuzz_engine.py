@@ -19,6 +19,7 @@ Engines:
     nice -n 10 .venv/bin/python fuzz/fuzz_engine.py --engine random --seed 1 --jobs 2 --seconds 600
 
 Prints the executions run and the distinct crashes found; exits 1 if any were found.
+SIGTERM ends a run early with its report.
 ``--jobs N`` runs N processes on the seeds seed .. seed+N-1 (artifacts under
 ``ARTIFACTS/seed-K``) and prints their total.
 An input that runs longer than ``--input-timeout`` seconds counts as a hang.
@@ -67,7 +68,10 @@ class Run:
         self.findings: dict[str, dict] = {}
         self.artifacts = Path(args.artifacts)
         self.artifacts.mkdir(parents=True, exist_ok=True)
+        self.stopped = False
         signal.signal(signal.SIGALRM, _on_alarm)
+        # SIGTERM ends the run early, with its report.
+        signal.signal(signal.SIGTERM, lambda signum, frame: setattr(self, "stopped", True))
 
     def one(self, data: bytes) -> None:
         self.executions += 1
@@ -103,7 +107,7 @@ class Run:
         print(f"#{self.executions} NEW FINDING {signature}: {message[:200]} -> {path}", flush=True)
 
     def over(self) -> bool:
-        return time.monotonic() - self.began >= self.args.seconds
+        return self.stopped or time.monotonic() - self.began >= self.args.seconds
 
     def report(self) -> int:
         spent = time.monotonic() - self.began
@@ -182,6 +186,12 @@ def run_jobs(args: argparse.Namespace) -> int:
                    "--input-timeout", str(args.input_timeout), "--slow-limit", str(args.slow_limit),
                    "--summary", str(summary)]
         children.append((seed, summary, subprocess.Popen(command)))
+
+    def stop(signum, frame) -> None:  # pass SIGTERM on, then add up what the jobs report
+        for _, _, child in children:
+            child.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
     executions = 0
     findings: dict[str, dict] = {}
     for seed, summary, child in children:
