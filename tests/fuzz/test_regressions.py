@@ -20,7 +20,7 @@ from fuzz.target import LINK, MAIL_FROM, NOW, OPTIONS, check
 from tests.support.calendars import fuzz_event as _event
 from tests.support.calendars import fuzz_mail as _mail
 from webinar_proxy.invitation.engine import classify, rewrite
-from webinar_proxy.mail.joinblock import remove_html_block, remove_text_block
+from webinar_proxy.mail.joinblock import insert_html_block, remove_html_block, remove_text_block
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -274,12 +274,15 @@ def test_attendee_parameters_with_many_equals_signs() -> None:
 @pytest.mark.parametrize("text", [
     "~~ [webinar] ~~\n" * 20000,
     "<!--webinar-proxy:begin-->" * 50000,
-], ids=["text-fences", "html-fences"])
+    "<body" * 100000,
+], ids=["text-fences", "html-fences", "body-tags-without-end"])
 def test_many_begin_fences_without_an_end(text: str) -> None:
     """The join block's pattern rescanned the rest of the text for each begin fence that
-    had no end fence (quadratic); a description full of them took minutes."""
+    had no end fence, and ``<body\\b[^>]*>`` for each ``<body`` without a ``>``
+    (quadratic); a description full of them took minutes."""
     assert remove_text_block(text) == text
     assert remove_html_block(text) == text
+    assert insert_html_block(text, "<p>x</p>").endswith(text)
     escaped = text.replace("\n", "\\n")
     result = _classify_in_a_child(_mail(_event(f"DESCRIPTION:{escaped[:60000]}")))
     assert result["processable"], result["reason"]

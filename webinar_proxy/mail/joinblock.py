@@ -26,8 +26,10 @@ _TEXT_BEGIN = re.compile(rf"{_LINE_START}[ \t]*~+[ \t]*\[webinar\][ \t]*~+[ \t]*
 _TEXT_END = re.compile(rf"{_LINE_START}[ \t]*~+[ \t]*\[/webinar\][ \t]*~+[ \t]*(?:{_EOL}{_EOL}?)?")
 _HTML_BEGIN = re.compile(re.escape(HTML_BEGIN))
 _HTML_END = re.compile(rf"{re.escape(HTML_END)}{_EOL}?")
-_BODY_TAG = re.compile(r"(?is)<body\b[^>]*>")
-_HEAD_END = re.compile(r"(?is)</head\s*>|<html\b[^>]*>")
+# The tag's end is found with str.find: "<body\b[^>]*>" rescanned the rest of the text
+# for every "<body" without a ">" after it (quadratic).
+_BODY_TAG = re.compile(r"(?i)<body\b")
+_HEAD_END = re.compile(r"(?i)</head\s*>|<html\b")
 
 
 def _eol_of(text: str, default: str) -> str:
@@ -73,13 +75,23 @@ def remove_html_block(html: str) -> str:
     return _remove_fenced(html, _HTML_BEGIN, _HTML_END)
 
 
+def _after_tag(html: str, start: re.Pattern[str]) -> int:
+    """Where the first tag that ``start`` begins ends (0: no such tag)."""
+    match = start.search(html)
+    if match is None:
+        return 0
+    if match.group().endswith(">"):
+        return match.end()
+    close = html.find(">", match.end())
+    return close + 1 if close >= 0 else 0
+
+
 def insert_html_block(html: str, block_html: str, default_eol: str = "\r\n") -> str:
     """``html`` with exactly one join block, first thing inside ``<body>``."""
     rest = remove_html_block(html)
     eol = _eol_of(rest, default_eol)
     block = HTML_BEGIN + re.sub(_EOL, eol, block_html.strip()) + HTML_END
-    body = _BODY_TAG.search(rest) or _HEAD_END.search(rest)
-    position = body.end() if body else 0
+    position = _after_tag(rest, _BODY_TAG) or _after_tag(rest, _HEAD_END)
     if position and rest.startswith(("\r\n", "\n", "\r"), position):
         # Keep the tag's own line break where it was; the block takes the next line.
         newline = _eol_of(rest[position : position + 2], eol)
