@@ -335,3 +335,14 @@ def test_property_whose_quoted_parameter_never_closes() -> None:
     assert check(raw) == "rewritten"
     once = rewrite(raw, "fuzz-1@example.com", LINK, OPTIONS)
     assert b"\r\nDESCRIPTION:~~" in once
+
+
+@pytest.mark.parametrize("tzid", ["/a" * 3000, '"' + "a/" * 3000 + 'Europe/Moscow"', "/x" * 100000])
+def test_tzid_parameter_with_many_slashes(tzid: str) -> None:
+    """A mutated ``TZID=`` parameter: ``ZoneInfo("a/a/.../a")`` imports a package per "/"
+    from tzdata (seconds, then RecursionError inside classify), and every suffix of the
+    name was joined and looked up (quadratic).  Zone names are now looked up in the
+    list of IANA names, and only the last three parts of a TZID are tried."""
+    ics = _event().replace("DTSTART:20240105T100000Z", f"DTSTART;TZID={tzid}:20240105T100000")
+    result = _classify_in_a_child(_mail(ics))
+    assert result["processable"], result["reason"]
