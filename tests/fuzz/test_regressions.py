@@ -7,6 +7,7 @@ ever, so a generous alarm turns it into a failure instead.
 
 from __future__ import annotations
 
+import base64
 import json
 import signal
 import subprocess
@@ -346,3 +347,21 @@ def test_tzid_parameter_with_many_slashes(tzid: str) -> None:
     ics = _event().replace("DTSTART:20240105T100000Z", f"DTSTART;TZID={tzid}:20240105T100000")
     result = _classify_in_a_child(_mail(ics))
     assert result["processable"], result["reason"]
+
+
+@pytest.mark.parametrize("odd_end", ["\n\r", "\r\n\n", "\r\r\n"], ids=["lf-cr", "crlf-lf", "cr-crlf"])
+def test_header_block_ended_by_an_odd_empty_line(odd_end: str) -> None:
+    """``Content-Type: ...\\n\\rContent-Transfer-Encoding: base64``: the stdlib parser reads
+    ``\\n`` and then a lone ``\\r`` as an empty line, so the encoding line is body to it;
+    our scanner ran the header block on to the next CRLF CRLF.  The rewrite changed that
+    encoding line, the parser never read it, and the second rewrite encoded the
+    quoted-printable text again (``=0D=0A=`` -> ``=3D0D=3D0A=3D``)."""
+    html = base64.b64encode(b"<html><body><p>Agenda</p></body></html>").decode()
+    raw = (
+        "From: Organizer <organizer@example.com>\r\nTo: a@example.net\r\nSubject: fuzz\r\n"
+        'MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary="b"\r\n\r\n'
+        f"--b\r\nContent-Type: text/html; charset=utf-8{odd_end}Content-Transfer-Encoding: base64\r\n\r\n"
+        f"{html}\r\n"
+        f"--b\r\nContent-Type: text/calendar; charset=utf-8; method=REQUEST\r\n\r\n{_event()}\r\n--b--\r\n"
+    ).encode()
+    assert check(raw) == "rewritten"
