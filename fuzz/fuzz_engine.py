@@ -16,8 +16,12 @@ Engines:
 
     .venv/bin/python fuzz/fuzz_engine.py --seconds 600
     .venv/bin/python fuzz/fuzz_engine.py --engine random --seconds 60
+    nice -n 10 .venv/bin/python fuzz/fuzz_engine.py --engine random --seed 1 --jobs 2 --seconds 600
 
 Prints the executions run and the distinct crashes found; exits 1 if any were found.
+SIGTERM ends a run early with its report.
+``--jobs N`` runs N processes on the seeds seed .. seed+N-1 (artifacts under
+``ARTIFACTS/seed-K``) and prints their total.
 An input that runs longer than ``--input-timeout`` seconds counts as a hang.
 """
 
@@ -26,9 +30,11 @@ from __future__ import annotations
 import argparse
 import collections
 import hashlib
+import json
 import os
 import random
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -62,7 +68,10 @@ class Run:
         self.findings: dict[str, dict] = {}
         self.artifacts = Path(args.artifacts)
         self.artifacts.mkdir(parents=True, exist_ok=True)
+        self.stopped = False
         signal.signal(signal.SIGALRM, _on_alarm)
+        # SIGTERM ends the run early, with its report.
+        signal.signal(signal.SIGTERM, lambda signum, frame: setattr(self, "stopped", True))
 
     def one(self, data: bytes) -> None:
         self.executions += 1
@@ -98,7 +107,7 @@ class Run:
         print(f"#{self.executions} NEW FINDING {signature}: {message[:200]} -> {path}", flush=True)
 
     def over(self) -> bool:
-        return time.monotonic() - self.began >= self.args.seconds
+        return self.stopped or time.monotonic() - self.began >= self.args.seconds
 
     def report(self) -> int:
         spent = time.monotonic() - self.began
@@ -110,6 +119,9 @@ class Run:
             print(f"  {signature} x{finding['count']}: {finding['message'][:160]}")
             print(f"    input: {finding['input']}")
         sys.stdout.flush()
+        if self.args.summary:
+            Path(self.args.summary).write_text(json.dumps(
+                {"executions": self.executions, "seconds": spent, "findings": self.findings}))
         return 1 if self.findings else 0
 
 
@@ -160,6 +172,51 @@ def run_atheris(args: argparse.Namespace, seeds: list[bytes]) -> int:
     return run.report()  # pragma: no cover - libFuzzer exits before
 
 
+def run_jobs(args: argparse.Namespace) -> int:
+    """Run ``args.jobs`` fuzzers side by side, one seed each; print their total."""
+    began = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="fuzz-jobs-"))
+    children = []
+    for offset in range(args.jobs):
+        seed = args.seed + offset
+        summary = workdir / f"seed-{seed}.json"
+        command = [sys.executable, str(Path(__file__).resolve()), "--engine", args.engine,
+                   "--seed", str(seed), "--seconds", str(args.seconds), "--corpus", str(args.corpus),
+                   "--artifacts", str(Path(args.artifacts) / f"seed-{seed}"),
+                   "--input-timeout", str(args.input_timeout), "--slow-limit", str(args.slow_limit),
+                   "--summary", str(summary)]
+        children.append((seed, summary, subprocess.Popen(command)))
+
+    def stop(signum, frame) -> None:  # pass SIGTERM on, then add up what the jobs report
+        for _, _, child in children:
+            child.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    executions = 0
+    findings: dict[str, dict] = {}
+    for seed, summary, child in children:
+        child.wait()
+        if not summary.exists():
+            print(f"job with seed {seed} ended without a summary (exit {child.returncode})")
+            findings[f"job-{seed}-died"] = {"count": 1, "message": f"exit {child.returncode}", "input": ""}
+            continue
+        result = json.loads(summary.read_text())
+        executions += result["executions"]
+        for signature, finding in result["findings"].items():
+            if signature in findings:
+                findings[signature]["count"] += finding["count"]
+            else:
+                findings[signature] = finding
+    spent = time.monotonic() - began
+    print(f"\nengine: {args.engine}, jobs: {args.jobs} (seeds {args.seed}..{args.seed + args.jobs - 1}), "
+          f"{spent:.0f} s, executions: {executions}")
+    print(f"crashes found (distinct): {len(findings)}")
+    for signature, finding in findings.items():
+        print(f"  {signature} x{finding['count']}: {finding['message'][:160]}")
+        print(f"    input: {finding['input']}")
+    return 1 if findings else 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -179,7 +236,12 @@ def main() -> int:
     parser.add_argument("--slow-limit", type=float, default=10.0,
                         help="classify/rewrite/next_occurrence slower than this is a finding")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="run this many processes, on seeds seed .. seed+jobs-1, and add up")
+    parser.add_argument("--summary", help=argparse.SUPPRESS)  # a job's result, for --jobs
     args = parser.parse_args()
+    if args.jobs > 1:
+        return run_jobs(args)
     if not args.corpus.is_dir():
         parser.error(f"corpus not found: {args.corpus}")
     seeds = load_seeds(args.corpus)

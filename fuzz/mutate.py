@@ -30,6 +30,7 @@ ODD_VALUES = (
     "https://events.webinar.ru/x/1", "https://events.webinar.ru/", "http://[::1", "@webinar",
     "Room 1\\, @webinar; https://events.webinar.ru/o/9", "\u0000", "\u202e\u0085\u2028", "é" * 40,
     "\ud800", "=?utf-8?b?w6k=?=", "<html><body>x</body></html>", "~~ [webinar] ~~",
+    "~~ [webinar] ~~\\n" * 2000, "<!--webinar-proxy:begin-->" * 2000, " " * 20000 + ";",
 )
 PROPERTIES = ("DTSTART", "DTEND", "DURATION", "UID", "ORGANIZER", "ATTENDEE", "RRULE", "RDATE", "EXDATE",
               "SEQUENCE", "LOCATION", "DESCRIPTION", "X-ALT-DESC", "RECURRENCE-ID", "STATUS", "METHOD",
@@ -38,7 +39,7 @@ PROPERTIES = ("DTSTART", "DTEND", "DURATION", "UID", "ORGANIZER", "ATTENDEE", "R
 PARAMS = (";TZID=Europe/Moscow", ';TZID="(GMT+03.00) Moscow, St. Petersburg"', ";TZID=W. Europe",
           ";TZID=", ';TZID="', ";VALUE=DATE", ";VALUE=PERIOD", ";RANGE=THISANDFUTURE",
           ";SENT-BY=mailto:sec@example.com", ";CN=\"a;b:c\"", ";EMAIL=x@example.com",
-          ";FMTTYPE=text/html", ";X-A=" + "y" * 300, ";CUTYPE=ROOM")
+          ";FMTTYPE=text/html", ";X-A=" + "y" * 300, ";CUTYPE=ROOM", ";X-B=c=d=e" * 30 + ";mailto")
 RRULES = (
     "FREQ=SECONDLY", "FREQ=MINUTELY;INTERVAL=1", "FREQ=DAILY;COUNT=999999999", "FREQ=DAILY;INTERVAL=0",
     "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30", "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29;BYDAY=MO",
@@ -48,6 +49,8 @@ RRULES = (
     "FREQ=DAILY;COUNT=1;UNTIL=20300101", "FREQ=NEVER", "FREQ=WEEKLY;WKST=XX;BYDAY=1MO",
     "FREQ=MONTHLY;BYDAY=5FR;COUNT=0", "FREQ=DAILY\\;INTERVAL=2", "FREQ=DAILY;INTERVAL=99999999",
     "FREQ=YEARLY;INTERVAL=400;BYMONTH=2;BYMONTHDAY=29", "FREQ=MONTHLY;BYMONTHDAY=-32", ";;;",
+    "FREQ=DAILY;BYWEEKNO=53;BYMONTH=6", "FREQ=YEARLY;INTERVAL=4;BYMONTH=2;BYMONTHDAY=29",
+    "FREQ=HOURLY;BYSETPOS=2", "FREQ=DAILY;INTERVAL=7;BYDAY=TU", "FREQ=MONTHLY;BYDAY=6FR",
 )
 VTIMEZONE_BREAKS = (
     (rb"(?m)^END:VTIMEZONE\r?\n?", b""),
@@ -58,6 +61,10 @@ VTIMEZONE_BREAKS = (
     (rb"(?m)^(BEGIN:(?:STANDARD|DAYLIGHT)\r?\n)DTSTART:[^\r\n]*", rb"\1DTSTART:00010101T000000"),
     (rb"(?m)^(TZID[:;])[^\r\n]*", rb"\1Europe/Nowhere"),
     (rb"(?m)^RRULE:FREQ=YEARLY[^\r\n]*", b"RRULE:FREQ=YEARLY;BYMONTH=13;BYDAY=-9SU"),
+    (rb"(?m)^RRULE:FREQ=YEARLY", b"RRULE:FREQ=SECONDLY"),
+    (rb"(?m)^RRULE:FREQ=YEARLY", b"RRULE:FREQ=MINUTELY"),
+    (rb"(?m)^RRULE:FREQ=YEARLY[^\r\n]*", b"RRULE:FREQ=DAILY;UNTIL=99991231T000000Z"),
+    (rb"(?m)^RRULE:FREQ=YEARLY[^\r\n]*", b"RRULE:FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30;COUNT=5"),
     (rb"(?m)^BEGIN:VTIMEZONE", b"BEGIN:VTIMEZONE\r\nBEGIN:VTIMEZONE"),
 )
 

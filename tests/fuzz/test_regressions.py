@@ -7,8 +7,13 @@ ever, so a generous alarm turns it into a failure instead.
 
 from __future__ import annotations
 
+import base64
+import json
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +21,9 @@ from fuzz.target import LINK, MAIL_FROM, NOW, OPTIONS, check
 from tests.support.calendars import fuzz_event as _event
 from tests.support.calendars import fuzz_mail as _mail
 from webinar_proxy.invitation import classify, rewrite
+from webinar_proxy.mail.joinblock import insert_html_block, remove_html_block, remove_text_block
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 class _Hung(BaseException):
@@ -161,5 +169,199 @@ def test_calendar_part_with_a_malformed_header_line_gets_a_readable_encoding_lin
         "--b\r\nContent-Type: text/calendar; method=REQUEST; charset=utf-8\r\n"
         "Content-Di position: inline\r\nContent-Transfer-Encoding: 7bit\r\n\r\n"
         + _event("SUMMARY:Встреча") + "\r\n--b--\r\n"
+    ).encode()
+    assert check(raw) == "rewritten"
+
+
+# --- issue 12: bounded rules, linear-time patterns, and what fuzzing found with them ---
+
+def _zone_calendar(rule: str, onset: str = "16010101T030000") -> str:
+    """An invitation whose own (non-IANA) zone has one STANDARD observance with ``rule``."""
+    return "\r\n".join([
+        "BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//fuzz//EN", "METHOD:REQUEST",
+        "BEGIN:VTIMEZONE", "TZID:Custom Zone", "BEGIN:STANDARD", f"DTSTART:{onset}",
+        f"RRULE:{rule}", "TZOFFSETFROM:+0200", "TZOFFSETTO:+0100", "END:STANDARD", "END:VTIMEZONE",
+        "BEGIN:VEVENT", "UID:fuzz-1@example.com", "DTSTAMP:20240101T000000Z",
+        'DTSTART;TZID="Custom Zone":20240105T100000', 'DTEND;TZID="Custom Zone":20240105T110000',
+        "ORGANIZER:mailto:organizer@example.com", "LOCATION:@webinar", "END:VEVENT", "END:VCALENDAR",
+    ]) + "\r\n"
+
+
+_IN_A_CHILD = """
+import json, sys
+from fuzz.target import MAIL_FROM, NOW, OPTIONS, check
+from webinar_proxy.invitation import classify
+raw = sys.stdin.buffer.read()
+result = classify(raw, MAIL_FROM, OPTIONS, NOW)
+check(raw)
+print(json.dumps({"processable": result.processable, "reason": result.reason,
+                  "warnings": list(result.warnings)}))
+"""
+
+
+def _classify_in_a_child(raw: bytes) -> dict:
+    """classify and the whole check in a child process: a hang fails the test (after a
+    generous 60 s) instead of blocking the suite, and a hung library call cannot be
+    interrupted in this process."""
+    done = subprocess.run([sys.executable, "-c", _IN_A_CHILD], input=raw, capture_output=True,
+                          timeout=60, cwd=REPO, check=False)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize(("rule", "why"), [
+    ("FREQ=SECONDLY", "too frequent"),
+    ("FREQ=MINUTELY;INTERVAL=1", "too frequent"),
+    ("FREQ=YEARLY;BYMONTH=13;BYDAY=-9SU", "BYMONTH=13"),
+    ("FREQ=YEARLY;BYMONTH=10;BYDAY=-9SU", "BYDAY=-9SU"),
+    ("FREQ=DAILY;COUNT=999999999", "instances"),
+    ("FREQ=DAILY;UNTIL=99991231T000000Z", "instances"),
+    ("FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30", "no month"),
+])
+def test_vtimezone_rule_that_would_list_too_many_transitions(rule: str, why: str) -> None:
+    """icalendar lists every transition of a VTIMEZONE rule from its DTSTART (1601 for
+    Exchange) to 2038: FREQ=SECONDLY hung classify.  Such a zone is refused with its reason."""
+    result = _classify_in_a_child(_mail(_zone_calendar(rule)))
+    assert not result["processable"]
+    assert "VTIMEZONE 'Custom Zone' refused" in result["reason"] and why in result["reason"]
+
+
+def test_ordinary_vtimezone_rules_are_read() -> None:
+    for rule in ("FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU", "FREQ=YEARLY;BYMINUTE=0;BYHOUR=2;BYDAY=1SU;BYMONTH=11",
+                 "FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU;UNTIL=20061029T070000Z",
+                 "FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU;COUNT=400"):
+        result = classify(_mail(_zone_calendar(rule)), MAIL_FROM, OPTIONS, NOW)
+        assert result.processable, (rule, result.reason)
+
+
+@pytest.mark.parametrize(("rule", "start", "why"), [
+    ("FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30", "20240105T100000Z", "no month of BYMONTH has day 30"),
+    ("FREQ=HOURLY;BYMONTH=2;BYMONTHDAY=31", "20240105T100000Z", "no month of BYMONTH has day 31"),
+    ("FREQ=DAILY;BYWEEKNO=53;BYMONTH=6", "20240105T100000Z", "no instance"),
+    ("FREQ=YEARLY;BYSETPOS=-366;BYYEARDAY=366", "20240105T100000Z", "no instance"),
+    ("FREQ=YEARLY;INTERVAL=4;BYMONTH=2;BYMONTHDAY=29", "20230105T100000Z", "no instance"),
+    ("FREQ=HOURLY;BYHOUR=25", "20240105T100000Z", "BYHOUR=25"),
+    ("FREQ=MONTHLY;BYDAY=6FR", "20240105T100000Z", "BYDAY=6FR"),
+    ("FREQ=DAILY", "16010101T100000Z", "instances"),
+    ("FREQ=MINUTELY", "20240105T100000Z", "too frequent"),
+])
+def test_vevent_rule_whose_search_would_not_end(rule: str, start: str, why: str) -> None:
+    """dateutil walks a rule that never matches up to the year 9999 (seconds per search;
+    65% of the fuzzer's time).  The occurrence is unknown, with the reason as a warning;
+    the invitation itself is still processed."""
+    ics = _event(f"RRULE:{rule}").replace("DTSTART:20240105T100000Z", f"DTSTART:{start}")
+    result = _classify_in_a_child(_mail(ics))
+    assert result["processable"], result["reason"]
+    assert any("recurrence not expanded" in w and why in w for w in result["warnings"]), result["warnings"]
+
+
+def test_possible_but_rare_rules_still_have_occurrences() -> None:
+    for rule, start in (("FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29", "20240229T100000Z"),
+                        ("FREQ=MONTHLY;BYDAY=5FR", "20240105T100000Z"),
+                        ("FREQ=WEEKLY;INTERVAL=2;BYDAY=MO,WE", "20240105T100000Z")):
+        ics = _event(f"RRULE:{rule}").replace("DTSTART:20240105T100000Z", f"DTSTART:{start}")
+        result = classify(_mail(ics), MAIL_FROM, OPTIONS, NOW)
+        assert result.processable and result.next_occurrence is not None, (rule, result.warnings)
+
+
+def test_attendee_parameters_with_many_equals_signs() -> None:
+    """``(?:;[^;:]*=[^;:]*)*;mailto$`` (the ``ATTENDEE;mailto:x`` repair) could split each
+    ``a=b=c=d`` parameter in several ways and tried every split when it failed: exponential."""
+    line = "ATTENDEE" + ";X-A=b=c=d" * 40 + ";mailtox:mailto:ann@example.net"
+    result = _classify_in_a_child(_mail(_event(line)))
+    assert result["processable"], result["reason"]
+
+
+@pytest.mark.parametrize("text", [
+    "~~ [webinar] ~~\n" * 20000,
+    "<!--webinar-proxy:begin-->" * 50000,
+    "<body" * 100000,
+], ids=["text-fences", "html-fences", "body-tags-without-end"])
+def test_many_begin_fences_without_an_end(text: str) -> None:
+    """The join block's pattern rescanned the rest of the text for each begin fence that
+    had no end fence, and ``<body\\b[^>]*>`` for each ``<body`` without a ``>``
+    (quadratic); a description full of them took minutes."""
+    assert remove_text_block(text) == text
+    assert remove_html_block(text) == text
+    assert insert_html_block(text, "<p>x</p>").endswith(text)
+    escaped = text.replace("\n", "\\n")
+    result = _classify_in_a_child(_mail(_event(f"DESCRIPTION:{escaped[:60000]}")))
+    assert result["processable"], result["reason"]
+
+
+@pytest.mark.parametrize("start", [
+    "DTSTART;TZID=Asia/Tokyo:00010101T000000", "DTSTART:00010101T000000", "DTSTART;VALUE=DATE:00010101",
+    "DTSTART;TZID=America/New_York:99991231T235959",
+])
+def test_date_at_the_end_of_the_calendar(start: str) -> None:
+    """Converting 0001-01-01 in a zone east of UTC to UTC (or adding a day to 9999-12-31)
+    raised OverflowError inside classify.  Such a date is unreadable."""
+    ics = _event("RRULE:FREQ=DAILY").replace("DTSTART:20240105T100000Z", start)
+    result = classify(_mail(ics), MAIL_FROM, OPTIONS, NOW)
+    assert not result.reason.startswith("internal error"), result.reason
+    assert "unreadable DTSTART" in result.warnings
+    check(_mail(ics))
+
+
+def test_zone_named_like_a_windows_zone_with_an_onset_without_a_year() -> None:
+    """``max()`` of no years: a VTIMEZONE whose name maps to an IANA zone and whose
+    observance DTSTART has no digits (ValueError inside classify)."""
+    ics = _zone_calendar("FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU", onset="x").replace("Custom Zone", "Eastern")
+    result = classify(_mail(ics), MAIL_FROM, OPTIONS, NOW)
+    assert not result.reason.startswith("internal error"), result.reason
+    check(_mail(ics))
+
+
+def test_stray_end_line_inside_the_event_is_rewritten_once() -> None:
+    """``END:VALARM`` without its BEGIN made the rewrite count the lines after it as
+    nested, so the CONFERENCE it had added was not found again and a second one went in
+    (the copy icalendar cannot read is rewritten too; the readable one is classified)."""
+    broken = _event("-EGIN:VALARM", "ACTION:DISPLAY", "END:VALARM")  # unreadable on its own
+    raw = (
+        "From: Organizer <organizer@example.com>\r\nTo: a@example.net\r\nSubject: fuzz\r\n"
+        'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        f"--b\r\nContent-Type: text/calendar; charset=utf-8; method=REQUEST\r\n\r\n{broken}\r\n"
+        f"--b\r\nContent-Type: application/ics; name=invite.ics\r\n\r\n{_event()}\r\n--b--\r\n"
+    ).encode()
+    assert check(raw) == "rewritten"
+    once = rewrite(raw, "fuzz-1@example.com", LINK, OPTIONS)
+    assert once.count(b"CONFERENCE;") == 2  # one in each copy
+
+
+def test_property_whose_quoted_parameter_never_closes() -> None:
+    """``DESCRIPTION;ALTREP="CID:...`` without its closing quote: the whole line is the
+    property's name and parameters, so the new value written after it was swallowed
+    again on the next rewrite (not idempotent).  The line is written back clean."""
+    raw = _mail(_event('DESCRIPTION;ALTREP="CID:\\', " tand-up for the release week"))
+    assert check(raw) == "rewritten"
+    once = rewrite(raw, "fuzz-1@example.com", LINK, OPTIONS)
+    assert b"\r\nDESCRIPTION:~~" in once
+
+
+@pytest.mark.parametrize("tzid", ["/a" * 3000, '"' + "a/" * 3000 + 'Europe/Moscow"', "/x" * 100000])
+def test_tzid_parameter_with_many_slashes(tzid: str) -> None:
+    """A mutated ``TZID=`` parameter: ``ZoneInfo("a/a/.../a")`` imports a package per "/"
+    from tzdata (seconds, then RecursionError inside classify), and every suffix of the
+    name was joined and looked up (quadratic).  Zone names are now looked up in the
+    list of IANA names, and only the last three parts of a TZID are tried."""
+    ics = _event().replace("DTSTART:20240105T100000Z", f"DTSTART;TZID={tzid}:20240105T100000")
+    result = _classify_in_a_child(_mail(ics))
+    assert result["processable"], result["reason"]
+
+
+@pytest.mark.parametrize("odd_end", ["\n\r", "\r\n\n", "\r\r\n"], ids=["lf-cr", "crlf-lf", "cr-crlf"])
+def test_header_block_ended_by_an_odd_empty_line(odd_end: str) -> None:
+    """``Content-Type: ...\\n\\rContent-Transfer-Encoding: base64``: the stdlib parser reads
+    ``\\n`` and then a lone ``\\r`` as an empty line, so the encoding line is body to it;
+    our scanner ran the header block on to the next CRLF CRLF.  The rewrite changed that
+    encoding line, the parser never read it, and the second rewrite encoded the
+    quoted-printable text again (``=0D=0A=`` -> ``=3D0D=3D0A=3D``)."""
+    html = base64.b64encode(b"<html><body><p>Agenda</p></body></html>").decode()
+    raw = (
+        "From: Organizer <organizer@example.com>\r\nTo: a@example.net\r\nSubject: fuzz\r\n"
+        'MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary="b"\r\n\r\n'
+        f"--b\r\nContent-Type: text/html; charset=utf-8{odd_end}Content-Transfer-Encoding: base64\r\n\r\n"
+        f"{html}\r\n"
+        f"--b\r\nContent-Type: text/calendar; charset=utf-8; method=REQUEST\r\n\r\n{_event()}\r\n--b--\r\n"
     ).encode()
     assert check(raw) == "rewritten"

@@ -3,7 +3,8 @@
 Owns: repairing and reading calendar objects (``reader``: METHOD, UID, ORGANIZER
 and SENT-BY, attendees, SEQUENCE, STATUS, RECURRENCE-IDs, times, triggers, links
 already present), zone names (``timezones``), the nearest occurrence
-(``occurrences``) and the text-level VEVENT rewrite (``rewrite``).
+(``occurrences``), the bounds on recurrence rules (``rules``, ``limits``) and the
+text-level VEVENT rewrite (``rewrite``).
 
 It knows nothing about MIME; ``webinar_proxy.invitation`` joins it with
 ``webinar_proxy.mail``.

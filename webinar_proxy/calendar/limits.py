@@ -17,3 +17,10 @@ class CalendarLimits:
     max_attendees: int = 5_000
     #: Occurrences the next-occurrence search may pass over (cancelled, already ended).
     max_skipped_occurrences: int = 5_000
+    #: Instances of one VEVENT recurrence rule that an occurrence search may pass,
+    #: counted from the series' DTSTART (dateutil walks them all): 50,000 is a daily
+    #: series begun 130 years ago, or every workday for 190 years.
+    max_rule_instances: int = 50_000
+    #: Transitions one VTIMEZONE observance rule may have (icalendar lists them all,
+    #: from the rule's DTSTART to its UNTIL or, without one, 2038).
+    max_zone_transitions: int = 10_000

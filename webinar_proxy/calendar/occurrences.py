@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 import icalendar
 import recurring_ical_events
 
+from webinar_proxy.calendar import rules
 from webinar_proxy.calendar.reader import (
     CalendarError,
     ParsedCalendar,
@@ -74,7 +75,6 @@ def _without_unreadable(calendar: icalendar.Calendar, uid: str) -> icalendar.Cal
     return copy
 
 
-_TOO_FREQUENT = ("SECONDLY", "MINUTELY")
 # Search windows grow from a week to centuries; ``between`` is far cheaper than the
 # library's ``after`` when many occurrences must be passed over.
 _FIRST_WINDOW = timedelta(days=7)
@@ -82,18 +82,27 @@ _WINDOW_GROWTH = 4
 _LAST_MOMENT = datetime(9000, 1, 1, tzinfo=UTC)
 
 
-def _check_frequency(events: list[icalendar.Event]) -> None:
-    """Refuse rules that would make the search generate occurrences by the million."""
+def _check_rules(events: list[icalendar.Event], after: datetime, options: ReaderOptions) -> None:
+    """Refuse rules whose expansion is unbounded (see ``calendar.rules``)."""
+    zone = options.zone
+    # dateutil walks every period from DTSTART up to the searched window.
+    horizon = (after + timedelta(days=366)).replace(tzinfo=None)
     for event in events:
-        rules = event.get("RRULE")
-        for rule in rules if isinstance(rules, list) else [rules]:
-            frequency = str((rule or {}).get("FREQ", [""])[0]).upper()
-            if frequency in _TOO_FREQUENT:
-                raise CalendarError(f"recurrence too frequent for a meeting (FREQ={frequency})")
-            # dateutil loops for ever on INTERVAL=0 (it never advances).
-            interval = (rule or {}).get("INTERVAL", [1])[0]
-            if not isinstance(interval, int) or interval < 1:
-                raise CalendarError(f"recurrence with INTERVAL={interval}")
+        start_value = _dt_value(event, "DTSTART")
+        start = to_utc(start_value, zone).replace(tzinfo=None) if start_value is not None else None
+        for name in ("RRULE", "EXRULE"):
+            found = event.get(name)
+            for rule in found if isinstance(found, list) else [found]:
+                if rule is None:
+                    continue
+                try:
+                    text = rule.to_ical().decode("utf-8", "replace")
+                except Exception:
+                    text = str(rule)
+                reason = rules.refusal(text, component="VEVENT", start=start, until=horizon,
+                                       max_instances=options.limits.max_rule_instances)
+                if reason:
+                    raise CalendarError(f"recurrence not expanded: {reason}")
 
 
 def _occurrence(component: icalendar.Event, zone, shifts) -> Occurrence | None:
@@ -148,7 +157,7 @@ def iter_occurrences(
     skipped = 0
     seen: set[datetime] = set()
     try:
-        _check_frequency(events)
+        _check_rules(events, after, options)
         shifts = _range_shifts(events, options)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 import icalendar
 
+from webinar_proxy.calendar import rules
 from webinar_proxy.calendar.contentlines import (
     Line,
     components,
@@ -121,7 +122,9 @@ class EventFacts:
 
 # --- repairing the text -----------------------------------------------------------
 
-_MAILTO_AS_PARAM = re.compile(r"(?i)^(ORGANIZER|ATTENDEE)((?:;[^;:]*=[^;:]*)*);mailto$")
+# Each parameter is split at its first "=": with "[^;:]*=" a value holding several
+# "=" could be split in several ways, and a failing match tried them all (exponential).
+_MAILTO_AS_PARAM = re.compile(r"(?i)^(ORGANIZER|ATTENDEE)((?:;[^;:=]*=[^;:]*)*);mailto$")
 _TZID_PARAM = re.compile(r'(?i)(;TZID=)("[^"]*"|[^;:]*)')
 _TZID_DIGEST = re.compile(r" #[0-9a-f]{12}$")
 
@@ -167,7 +170,8 @@ def _current_offsets(block: list[str]) -> tuple[set[timedelta], int] | None:
     offsets = {_offset(value) for _, value in newest.values()}
     if not newest or None in offsets:
         return None
-    year = max(int(start[:4]) for start, _ in newest.values() if start[:4].isdigit())
+    years = [start[:4] for start, _ in newest.values()]
+    year = max((int(text) for text in years if text.isascii() and text.isdigit()), default=0)
     return {o for o in offsets if o is not None}, year
 
 
@@ -182,7 +186,7 @@ def _zone_agrees(zone: str, block: list[str]) -> bool:
     return seen == offsets
 
 
-def _timezone_renames(lines: list[str]) -> tuple[dict[str, str], set[int]]:
+def _timezone_renames(lines: list[str], limits: CalendarLimits) -> tuple[dict[str, str], set[int]]:
     """Decide how each VTIMEZONE is read: (TZID renames, line indexes to drop).
 
     * An IANA TZID needs no definition: icalendar uses its own zone data.
@@ -193,6 +197,7 @@ def _timezone_renames(lines: list[str]) -> tuple[dict[str, str], set[int]]:
       by TZID, so two mails defining "W. Europe" differently (or a wrong
       definition in one mail) would otherwise change how later mails are read;
       with the digest of the definition in the name, equal names mean equal zones.
+      Its observance rules must be bounded (``_check_zone_rules``).
     """
     renames: dict[str, str] = {}
     dropped: set[int] = set()
@@ -217,12 +222,58 @@ def _timezone_renames(lines: list[str]) -> tuple[dict[str, str], set[int]]:
                     digest = hashlib.sha256(body.encode("utf-8", "surrogateescape")).hexdigest()
                     renames[tzid] = f"{original_tzid(tzid)} #{digest[:12]}"
                     _rebase_rules(lines, index, end)
+                    _check_zone_rules(lines, index, end, tzid, limits)
+            else:
+                _check_zone_rules(lines, index, end, None, limits)
             index = end
         index += 1
     return renames, dropped
 
 
 _REBASE_YEAR = 1970
+# icalendar lists a VTIMEZONE rule's transitions up to its UNTIL or, without one, 2038.
+_ZONE_RULES_END = datetime(2039, 1, 1)
+_LAST_MOMENT = datetime(9999, 12, 31)
+
+
+def _local_moment(value: str) -> datetime | None:
+    value = value.strip()
+    try:
+        return datetime(int(value[0:4]), int(value[4:6]), int(value[6:8]))
+    except ValueError:
+        return None
+
+
+def _check_zone_rules(lines: list[str], begin: int, end: int, tzid: str | None,
+                      limits: CalendarLimits) -> None:
+    """Refuse the calendar if a kept VTIMEZONE has a rule icalendar cannot list in bounds
+    (``FREQ=SECONDLY`` since 1601 is billions of transitions)."""
+    start = None
+    for index in range(begin, end + 1):
+        line = lines[index]
+        upper = line[:16].upper()
+        if upper.startswith(("BEGIN:STANDARD", "BEGIN:DAYLIGHT")):
+            start = None
+        name = property_name(line)
+        if name == "DTSTART":
+            start = _local_moment(split_property(line)[1])
+        elif name in ("RRULE", "EXRULE"):
+            # The observance's DTSTART may come after its RRULE.
+            for later in range(index + 1, end + 1):
+                if lines[later][:4].upper() == "END:":
+                    break
+                if property_name(lines[later]) == "DTSTART":
+                    start = _local_moment(split_property(lines[later])[1])
+            value = split_property(line)[1]
+            # icalendar lists transitions up to the rule's own UNTIL, or 2038 without one
+            # (with COUNT: as many as COUNT says, up to dateutil's year 9999).
+            until = rules.rule_until(value) or _ZONE_RULES_END
+            if "COUNT" in rules.parse(value):
+                until = _LAST_MOMENT
+            reason = rules.refusal(value, component="VTIMEZONE", start=start,
+                                   until=until, max_instances=limits.max_zone_transitions)
+            if reason:
+                raise CalendarError(f"VTIMEZONE {original_tzid(tzid or '')!r} refused: {reason}")
 
 
 def _rebase_rules(lines: list[str], begin: int, end: int) -> None:
@@ -257,7 +308,8 @@ def _rebase_rules(lines: list[str], begin: int, end: int) -> None:
                 continue
             head, value = split_property(lines[index])
             value = value.strip()
-            if len(value) >= 8 and value[:4].isdigit() and int(value[:4]) < _REBASE_YEAR:
+            year = value[:4]
+            if len(value) >= 8 and year.isascii() and year.isdigit() and int(year) < _REBASE_YEAR:
                 lines[index] = f"{head}:{_REBASE_YEAR}{value[4:]}"
 
 
@@ -291,7 +343,7 @@ def normalise(text: str, options: ReaderOptions) -> tuple[str, list[str]]:
         for match in _TZID_PARAM.finditer(head):
             used.add(_tzid_value(match.group(2)))
         repaired.append(logical)
-    renames, dropped = _timezone_renames(repaired)
+    renames, dropped = _timezone_renames(repaired, limits)
     repaired = [line for index, line in enumerate(repaired) if index not in dropped]
     for tzid in sorted(used - renames.keys()):
         if not tzid or is_iana(tzid):
@@ -403,6 +455,9 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list) else [value]
 
 
+_FIRST_YEAR, _LAST_YEAR = 2, 9998
+
+
 def _dt_value(event: icalendar.Event, name: str) -> date | datetime | None:
     prop = event.get(name)
     if prop is None:
@@ -412,7 +467,10 @@ def _dt_value(event: icalendar.Event, name: str) -> date | datetime | None:
     except Exception:
         return None
     # A PERIOD (``start/PT1H``) or a duration is no instant.
-    return value if isinstance(value, date) else None
+    if not isinstance(value, date):
+        return None
+    # At the ends of the calendar, converting to UTC or adding a day overflows.
+    return value if _FIRST_YEAR <= value.year <= _LAST_YEAR else None
 
 
 def to_aware(value: date | datetime, zone: tzinfo) -> datetime:
@@ -432,7 +490,9 @@ def _truthy(value: Any) -> bool:
     return str(value).strip().upper() in ("TRUE", "YES", "1", "ON")
 
 
-_RAW_ORGANIZER = re.compile(r"(?im)^ORGANIZER[;:][^\r\n]*?:(?:mailto:)+([^\s:;\"<>]+@[^\s:;\"<>]+)")
+# Anchored after the first "mailto:" of the line, and the local part holds no "@":
+# a lazy scan over every colon of a long line, each retried, was quadratic.
+_RAW_ORGANIZER = re.compile(r"(?im)^ORGANIZER[;:][^\r\n]*?:(?:mailto:)+([^\s:;\"<>@]+@[^\s:;\"<>]+)")
 _URL = re.compile(r"""https?://[^\s"'<>\\]+""", re.IGNORECASE)
 
 
@@ -701,7 +761,7 @@ def _block_property(lines: list[Line], block, name: str) -> str | None:
         if upper.startswith("BEGIN:"):
             depth += 1
         elif upper.startswith("END:"):
-            depth -= 1
+            depth = max(depth - 1, 0)  # a stray END closes nothing
         elif depth == 0 and line.name == name:
             return split_property(line.logical)[1].strip().strip('"')
     return None

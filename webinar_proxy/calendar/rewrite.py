@@ -59,7 +59,7 @@ def _uid_of(lines: list[Line], begin: int, end: int) -> str | None:
         if upper.startswith("BEGIN:"):
             depth += 1
         elif upper.startswith("END:"):
-            depth -= 1
+            depth = max(depth - 1, 0)  # a stray END closes nothing
         elif depth == 0 and line.name == "UID":
             return unescape_text(split_property(line.logical)[1]).strip()
     return None
@@ -106,7 +106,7 @@ def _edit_event(
                 first_nested = index
             depth += 1
         elif upper.startswith("END:"):
-            depth -= 1
+            depth = max(depth - 1, 0)  # a stray END closes nothing
         elif depth == 0:
             own.append(index)
     additions: list[str] = []
@@ -119,6 +119,10 @@ def _edit_event(
                 additions.append(fold(f"{name}:{escape_text(new)}", eol))
             return
         head, raw_value = split_property(lines[index].logical)
+        if head.count('"') % 2:
+            # An unclosed quoted parameter swallowed the colon and the value; written
+            # back under that head, the new value would be swallowed again.
+            head, raw_value = name, ""
         old = unescape_text(raw_value)
         new = change(old)
         if new == old:

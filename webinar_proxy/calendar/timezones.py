@@ -35,7 +35,20 @@ def _zones_by_city() -> dict[str, str]:
     return cities
 
 
+@cache
+def _iana_names() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
 def is_iana(name: str) -> bool:
+    """Whether ``name`` is a zone of the IANA database.
+
+    Looked up in the list of zone names, not by loading: ``ZoneInfo("a/a/.../a")``
+    imports one package per "/" from tzdata and fails with RecursionError after
+    seconds (a mutated TZID made classify hang and then crash).
+    """
+    if len(name) > 64 or name not in _iana_names():
+        return False
     try:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
@@ -91,7 +104,9 @@ def iana_name(tzid: str) -> str | None:
     if "/" in tzid:
         # A "globally unique" TZID such as /freeassociation.sourceforge.net/Europe/Berlin.
         parts = cleaned.split("/")
-        for start in range(1, len(parts)):
+        # IANA names have at most three parts: longer suffixes need not be tried
+        # (joining every suffix of a long TZID was quadratic).
+        for start in range(max(1, len(parts) - 3), len(parts)):
             if is_iana("/".join(parts[start:])):
                 return "/".join(parts[start:])
     city = _city_in(cleaned)

@@ -20,15 +20,16 @@ HTML_END = "<!--webinar-proxy:end-->"
 
 _EOL = r"(?:\r\n|\n|\r)"
 _LINE_START = r"(?:^|(?<=[\r\n]))"  # "^" with MULTILINE ignores CR-only line ends
-_TEXT_BLOCK = re.compile(
-    rf"(?s){_LINE_START}[ \t]*~+[ \t]*\[webinar\][ \t]*~+[ \t]*{_EOL}.*?"
-    rf"{_LINE_START}[ \t]*~+[ \t]*\[/webinar\][ \t]*~+[ \t]*(?:{_EOL}{_EOL}?)?"
-)
-_HTML_BLOCK = re.compile(
-    rf"(?s){re.escape(HTML_BEGIN)}.*?{re.escape(HTML_END)}{_EOL}?"
-)
-_BODY_TAG = re.compile(r"(?is)<body\b[^>]*>")
-_HEAD_END = re.compile(r"(?is)</head\s*>|<html\b[^>]*>")
+# Begin and end fences are searched for separately: one pattern with ".*?" between
+# them rescanned the rest of the text for every begin fence without an end (quadratic).
+_TEXT_BEGIN = re.compile(rf"{_LINE_START}[ \t]*~+[ \t]*\[webinar\][ \t]*~+[ \t]*{_EOL}")
+_TEXT_END = re.compile(rf"{_LINE_START}[ \t]*~+[ \t]*\[/webinar\][ \t]*~+[ \t]*(?:{_EOL}{_EOL}?)?")
+_HTML_BEGIN = re.compile(re.escape(HTML_BEGIN))
+_HTML_END = re.compile(rf"{re.escape(HTML_END)}{_EOL}?")
+# The tag's end is found with str.find: "<body\b[^>]*>" rescanned the rest of the text
+# for every "<body" without a ">" after it (quadratic).
+_BODY_TAG = re.compile(r"(?i)<body\b")
+_HEAD_END = re.compile(r"(?i)</head\s*>|<html\b")
 
 
 def _eol_of(text: str, default: str) -> str:
@@ -36,8 +37,22 @@ def _eol_of(text: str, default: str) -> str:
     return match.group() if match else default
 
 
+def _remove_fenced(text: str, begin: re.Pattern[str], end: re.Pattern[str]) -> str:
+    """``text`` without every span from a begin fence to the next end fence."""
+    kept: list[str] = []
+    position = 0
+    while (opening := begin.search(text, position)) is not None:
+        closing = end.search(text, opening.end())
+        if closing is None:
+            break  # no end after this begin fence, so none after a later one either
+        kept.append(text[position : opening.start()])
+        position = closing.end()
+    kept.append(text[position:])
+    return "".join(kept)
+
+
 def remove_text_block(text: str) -> str:
-    return _TEXT_BLOCK.sub("", text)
+    return _remove_fenced(text, _TEXT_BEGIN, _TEXT_END)
 
 
 def render_text_block(lines: str, eol: str) -> str:
@@ -57,7 +72,18 @@ def insert_text_block(text: str, block_lines: str, default_eol: str = "\r\n") ->
 
 
 def remove_html_block(html: str) -> str:
-    return _HTML_BLOCK.sub("", html)
+    return _remove_fenced(html, _HTML_BEGIN, _HTML_END)
+
+
+def _after_tag(html: str, start: re.Pattern[str]) -> int:
+    """Where the first tag that ``start`` begins ends (0: no such tag)."""
+    match = start.search(html)
+    if match is None:
+        return 0
+    if match.group().endswith(">"):
+        return match.end()
+    close = html.find(">", match.end())
+    return close + 1 if close >= 0 else 0
 
 
 def insert_html_block(html: str, block_html: str, default_eol: str = "\r\n") -> str:
@@ -65,8 +91,7 @@ def insert_html_block(html: str, block_html: str, default_eol: str = "\r\n") -> 
     rest = remove_html_block(html)
     eol = _eol_of(rest, default_eol)
     block = HTML_BEGIN + re.sub(_EOL, eol, block_html.strip()) + HTML_END
-    body = _BODY_TAG.search(rest) or _HEAD_END.search(rest)
-    position = body.end() if body else 0
+    position = _after_tag(rest, _BODY_TAG) or _after_tag(rest, _HEAD_END)
     if position and rest.startswith(("\r\n", "\n", "\r"), position):
         # Keep the tag's own line break where it was; the block takes the next line.
         newline = _eol_of(rest[position : position + 2], eol)

@@ -21,8 +21,11 @@ from email.policy import compat32
 from webinar_proxy.mail.limits import MimeLimits
 
 _HEADER_PARSER = BytesHeaderParser(policy=compat32)
-# End of a header block: the first empty line, whatever the line ending.
-_BLANK_LINE = re.compile(rb"\r\n\r\n|\n\n|\r\r|\n\r\n")
+# End of a header block: the first empty line, read as the stdlib parser reads lines
+# (CRLF, a lone CR and a lone LF each end one): a line ending followed by another.
+# "\n\r" + text and "\r\n\n" are empty lines to it too; missing them, the header
+# block ran on past the parser's, whose body then held a header line the rewrite changed.
+_BLANK_LINE = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r|\n)")
 _CALENDAR_TYPES = frozenset(
     {"text/calendar", "application/ics", "text/x-vcalendar", "application/x-ics"}
 )
@@ -119,7 +122,7 @@ class MimeEntity:
 
 def header_block_end(raw: bytes, start: int, end: int) -> tuple[int, int]:
     """Return (end of headers, start of body) for the entity starting at ``start``."""
-    if raw.startswith((b"\r\n", b"\n"), start):
+    if raw.startswith((b"\r", b"\n"), start):
         # No headers at all: the body starts right after the empty line.
         newline = 2 if raw.startswith(b"\r\n", start) else 1
         return start, start + newline
