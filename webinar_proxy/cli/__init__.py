@@ -227,7 +227,7 @@ def _print_problems(problems: Sequence[str]) -> None:
 def _runtime_problems(settings: Settings) -> list[str]:
     """What ``serve`` needs beyond a valid file: the token and loadable templates."""
     problems = serve_problems(settings)
-    from webinar_proxy.invitation.engine import EngineOptions
+    from webinar_proxy.invitation import EngineOptions
 
     try:
         EngineOptions.from_settings(settings)
@@ -257,6 +257,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     for warning in settings_warnings(settings):
         print(f"webinar-proxy: warning: {warning}", file=sys.stderr)
+    from webinar_proxy.invitation import default_workers
+
+    policy = settings.policy
+    print(f"engine: {policy.engine_workers or default_workers()} worker processes, "
+          f"{policy.engine_timeout_seconds:g} s per call, {policy.engine_memory_mb} MiB each")
     if not args.online:
         print("configuration OK")
         return EXIT_OK

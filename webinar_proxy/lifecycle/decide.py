@@ -21,7 +21,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from webinar_proxy.invitation.engine import Classification
+from webinar_proxy.invitation import Classification
 from webinar_proxy.store import ConferenceRecord, ConferenceState
 
 #: iTIP methods that can create, change or remove a conference; all others pass.
