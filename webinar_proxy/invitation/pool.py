@@ -190,9 +190,14 @@ class _Worker:
         raise (ValueError(text) if error == "value" else EngineError(text))
 
     def kill(self) -> None:
+        """SIGKILL; a call waiting on the socket then reads its end (never close it under one)."""
         with contextlib.suppress(ProcessLookupError):
             if self.process.returncode is None:
                 self.process.kill()
+
+    def close(self) -> None:
+        """Kill and close the socket (no call may be waiting on it)."""
+        self.kill()
         self.sock.close()
 
 
@@ -221,7 +226,7 @@ async def _spawn(memory_mb: int) -> _Worker:
         if head[0] != READY:
             raise _Gone
     except BaseException as exc:
-        worker.kill()
+        worker.close()
         await worker.process.wait()
         if isinstance(exc, (_Gone, TimeoutError)):
             raise EngineUnavailable(
@@ -259,7 +264,7 @@ class EnginePool:
         failed = [result for result in results if not isinstance(result, _Worker)]
         if failed:
             for worker in started:
-                worker.kill()
+                worker.close()
                 await worker.process.wait()
             error = failed[0]
             raise error if isinstance(error, BaseException) else EngineUnavailable(str(error))
@@ -279,12 +284,15 @@ class EnginePool:
             if not waiter.done():
                 waiter.set_result(None)
         workers = list(self._workers)
+        idle = list(self._idle)
         self._workers.clear()
         self._idle.clear()
         for worker in workers:
-            worker.kill()
+            worker.kill()  # a busy worker's call reads the end of its socket and fails
         for worker in workers:
             await worker.process.wait()
+        for worker in idle:
+            worker.sock.close()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
@@ -320,18 +328,19 @@ class EnginePool:
             async with asyncio.timeout(self.timeout_seconds):
                 result = await worker.call(operation, blob, args, kwargs, options)
         except TimeoutError:
-            raise self._stopped(worker, "timeout") from None
+            raise await self._stopped(worker, "timeout") from None
         except _OutOfMemory:
-            raise self._stopped(worker, "memory") from None
+            raise await self._stopped(worker, "memory") from None
         except _Gone:
             if self._closed:
+                worker.sock.close()
                 raise EngineUnavailable("the engine pool is closed") from None
             if worker.process.returncode is None:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(1):
                         await worker.process.wait()
             reason = "memory" if worker.process.returncode == EXIT_MEMORY else "crash"
-            raise self._stopped(worker, reason) from None
+            raise await self._stopped(worker, reason) from None
         except (EngineError, ValueError):  # the engine's own answer: the worker is fine
             self._release(worker)
             raise
@@ -366,7 +375,7 @@ class EnginePool:
                 worker = found
             if worker.alive:
                 return worker
-            self._stopped(worker, "crash", quiet=True)  # died while idle: replace, try another
+            await self._stopped(worker, "crash", quiet=True)  # died while idle: replace, try another
 
     def _release(self, worker: _Worker) -> None:
         if self._closed or worker not in self._workers:
@@ -378,15 +387,20 @@ class EnginePool:
                 return
         self._idle.append(worker)
 
-    def _stopped(self, worker: _Worker, reason: str, *, quiet: bool = False) -> EngineStopped:
+    async def _stopped(self, worker: _Worker, reason: str, *, quiet: bool = False) -> EngineStopped:
+        """Kill ``worker`` and wait for it to be gone (SIGKILL: milliseconds), start its successor."""
         if not quiet:
             self._on_stopped(reason)
         log.debug("engine worker %d stopped (%s); starting a new one", worker.pid, reason)
-        self._replace(worker)
+        worker.kill()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(5):
+                await worker.process.wait()
+        self._replace(worker)  # closes its socket: no call waits on it any more
         return EngineStopped(reason)
 
     def _replace(self, worker: _Worker) -> None:
-        worker.kill()
+        worker.close()
         self._workers.discard(worker)
         if self._closed:
             return
@@ -406,7 +420,7 @@ class EnginePool:
                 delay = min(delay * 2, 30.0)
                 continue
             if self._closed:
-                worker.kill()
+                worker.close()
                 await worker.process.wait()
                 return
             self._workers.add(worker)

@@ -1,11 +1,12 @@
 """The child side of the engine pool: one process that runs engine calls, one at a time.
 
-``pool.EnginePool`` starts a Python running ``main([-c, FD, PARENT, MB])``
-with one end of a socket pair as ``FD``.  The worker limits its own address space to
-``MB`` MiB (``RLIMIT_AS``), says it is ready, then answers requests until the socket
-closes.  It ignores SIGINT, SIGTERM and SIGHUP (the parent decides when it ends) and
-is killed by the kernel when the parent dies (``PR_SET_PDEATHSIG``), so a worker
-stuck in a computation never outlives the relay.
+``pool.EnginePool`` starts a Python running ``main([-c, FD, PARENT, MB])`` with one
+end of a socket pair as ``FD``.  The worker limits its own address space to ``MB``
+MiB (``RLIMIT_AS``), reads a small warm-up invitation under that limit (a limit too
+small for the engine fails the start, not the first mail), says it is ready, then
+answers requests until the socket closes.  It ignores SIGINT, SIGTERM and SIGHUP
+(the parent decides when it ends) and is killed by the kernel when the parent dies
+(``PR_SET_PDEATHSIG``), so a worker stuck in a computation never outlives the relay.
 
 Frames, both ways: a 16-byte header (two big-endian lengths), a pickled head, then
 an optional blob of raw bytes (the message, or the rewritten message), so a large
@@ -29,6 +30,7 @@ import signal
 import socket
 import struct
 import sys
+from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 from webinar_proxy.invitation.engine import (
@@ -54,6 +56,8 @@ OPERATIONS = {
 }
 
 _PR_SET_PDEATHSIG = 1
+#: How ``classify`` (which never raises) reports a MemoryError it caught.
+_CLASSIFY_OUT_OF_MEMORY = "internal error: MemoryError"
 
 
 def encode(head: Any, blob: bytes = b"") -> tuple[bytes, bytes]:
@@ -86,9 +90,21 @@ def _die_with_parent(parent: int) -> None:
         os._exit(0)
 
 
+#: Room a worker needs beyond what it holds after its imports, to read any mail at all.
+_HEADROOM = 16 * 1024 * 1024
+
+
 def _limit_memory(megabytes: int) -> None:
+    """Cap the address space; MemoryError when the cap leaves no room to work in."""
     if megabytes > 0:
         limit = megabytes * 1024 * 1024
+        try:
+            with open("/proc/self/statm", encoding="ascii") as statm:
+                in_use = int(statm.read().split()[0]) * resource.getpagesize()
+        except OSError:  # not Linux: the warm-up still tells
+            in_use = 0
+        if limit < in_use + _HEADROOM:
+            raise MemoryError
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
@@ -113,7 +129,10 @@ def _call(function: Any, operation: str, blob: bytes, args: tuple[Any, ...],
     # sends the arguments between the bytes and the options as ``args``.
     if operation == "classify":  # classify(raw, mail_from, options, now)
         mail_from, now = args
-        return function(blob, mail_from, options, now)
+        result = function(blob, mail_from, options, now)
+        if result.reason.startswith(_CLASSIFY_OUT_OF_MEMORY):
+            raise MemoryError  # classify never raises: it reports even this as a reason
+        return result
     if operation == "next_occurrence":  # next_occurrence(calendar, uid, after, options, ...)
         uid, after = args
         return function(blob, uid, after, options, **kwargs)
@@ -154,13 +173,36 @@ def serve(sock: socket.socket) -> int:
         del reply, out
 
 
+#: A small invitation read once under the memory limit, before the worker says it is
+#: ready: a limit too small for the engine stops the start, not the first mail.
+_WARM_UP = (
+    b"Content-Type: text/calendar; method=REQUEST\r\n\r\n"
+    b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//webinar-proxy//warm-up//EN\r\n"
+    b"METHOD:REQUEST\r\nBEGIN:VEVENT\r\nUID:warm-up\r\nDTSTAMP:20240101T000000Z\r\n"
+    b"DTSTART:20240101T100000Z\r\nDTEND:20240101T110000Z\r\nRRULE:FREQ=WEEKLY;COUNT=3\r\n"
+    b"ORGANIZER:mailto:o@example.org\r\nATTENDEE:mailto:a@example.org\r\n"
+    b"END:VEVENT\r\nEND:VCALENDAR\r\n"
+)
+
+
+def _warm_up() -> None:
+    result = classify(_WARM_UP, None, EngineOptions(), datetime(2024, 1, 1, tzinfo=UTC))
+    if not result.processable:
+        raise MemoryError if result.reason.startswith(_CLASSIFY_OUT_OF_MEMORY) else \
+            RuntimeError(f"the engine cannot read its warm-up invitation: {result.reason}")
+
+
 def main(argv: list[str]) -> int:
     fd, parent, megabytes = (int(value) for value in argv[1:4])
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_IGN)
     _die_with_parent(parent)
     sock = socket.socket(fileno=fd)
-    _limit_memory(megabytes)
+    try:
+        _limit_memory(megabytes)
+        _warm_up()
+    except MemoryError:
+        return EXIT_MEMORY
     try:
         _send(sock, (READY, os.getpid()))
     except OSError:
