@@ -131,3 +131,9 @@ def test_commands_and_the_composition_root_are_imported_by_nobody_else() -> None
 def test_settings_reads_only_the_template_checks_of_the_engine() -> None:
     # Validating [templates] needs the engine's template parser (a lazy import).
     assert _our_rooms("settings") <= {"invitation"}
+
+
+def test_the_use_case_reaches_the_engine_through_the_package_only() -> None:
+    # The lifecycle calls the engine through ``invitation.EnginePool`` (worker processes);
+    # importing the engine's modules directly is how a call in the event loop would creep back.
+    assert {name for name in IMPORTS["lifecycle"] if name.startswith("webinar_proxy.invitation.")} == set()

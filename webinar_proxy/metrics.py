@@ -20,6 +20,8 @@ What the rest of the relay calls (all synchronous, cheap, never raising):
   ``ok``, ``failed``, ``deferred``.
 * ``metrics.set_scheduler_queue(queue, n)`` — the scheduler's view of its work:
   ``queue`` such as ``pending_deletes`` or ``due_rollovers``.
+* ``metrics.engine_stopped(reason)`` — an engine worker was killed and replaced
+  because its call passed a limit: ``timeout``, ``memory`` or ``crash``.
 
 Label values are checked so that a bug cannot blow up the number of series or put
 anything but a short name into a label: an unexpected outcome/result becomes
@@ -60,6 +62,7 @@ MAIL_OUTCOMES = ("passed", "rewritten", "tempfailed", "rejected")
 CONFERENCE_RESULTS = ("ok", "failed", "deferred")
 #: Kinds pre-created at zero so dashboards show them before the first occurrence.
 CONFERENCE_KINDS = ("create", "update", "delete", "register", "unregister", "roll_forward")
+ENGINE_STOP_REASONS = ("timeout", "memory", "crash")
 OTHER = "other"
 
 DATA_PHASE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
@@ -115,6 +118,12 @@ class Metrics:
             "Work waiting for the scheduler, by queue (pending_deletes, due_rollovers).",
             ["queue"], registry=self.registry,
         )
+        self._engine_stopped = Counter(
+            PREFIX + "engine_stopped",
+            "Engine workers killed and replaced, by reason (timeout, memory, crash); "
+            "each one's mail was forwarded unchanged.",
+            ["reason"], registry=self.registry,
+        )
         build = Info(PREFIX + "build", "Version of webinar-proxy and Python.", registry=self.registry)
         build.info({"version": __version__, "python": platform.python_version()})
         for outcome in MAIL_OUTCOMES:
@@ -122,6 +131,8 @@ class Metrics:
         for kind in CONFERENCE_KINDS:
             for result in CONFERENCE_RESULTS:
                 self._conference_operations.labels(kind, result)
+        for reason in ENGINE_STOP_REASONS:
+            self._engine_stopped.labels(reason)
 
     # ---- what the relay calls ------------------------------------------------------
 
@@ -147,6 +158,10 @@ class Metrics:
     def set_scheduler_queue(self, queue: str, n: int) -> None:
         """How many items wait in one scheduler queue now."""
         self._scheduler_queue.labels(_name(queue)).set(max(n, 0))
+
+    def engine_stopped(self, reason: str) -> None:
+        """An engine worker was stopped: timeout, memory or crash."""
+        self._engine_stopped.labels(reason if reason in ENGINE_STOP_REASONS else OTHER).inc()
 
     # ---- exposition ----------------------------------------------------------------
 
@@ -175,6 +190,9 @@ class _NoMetrics(Metrics):
         pass
 
     def set_scheduler_queue(self, queue: str, n: int) -> None:
+        pass
+
+    def engine_stopped(self, reason: str) -> None:
         pass
 
 

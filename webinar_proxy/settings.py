@@ -348,6 +348,15 @@ class PolicySettings(_Section):
     #: servers (Nextcloud, Baïkal) that mail invitations for their users from their own
     #: address.  The organizer's domain must still be served.
     trusted_senders: AddressList = ()
+    #: Worker processes that run the invitation engine (classify, rewrite, next
+    #: occurrence), never the event loop; unset = one per core.  A restart applies it.
+    engine_workers: int | None = Field(None, ge=1, le=256)
+    #: Longest one engine call may take; a worker past it is killed and replaced, and
+    #: its mail forwarded unchanged ("not processable: engine timeout").
+    engine_timeout_seconds: float = Field(10.0, gt=0, le=3600)
+    #: Address-space limit of each engine worker, in MiB; a worker past it is replaced
+    #: and its mail forwarded unchanged ("engine memory").  A restart applies it.
+    engine_memory_mb: int = Field(512, ge=32, le=1024 * 1024)
 
 
 class SchedulerSettings(_Section):

@@ -1,11 +1,14 @@
 """The one composition root: the running product assembled from the settings.
 
-``open_services`` opens the store and the Webinar client and builds the engine
-options, the conference manager, the invitation pipeline and the scheduler.
+``open_services`` opens the store and the Webinar client, starts the engine pool
+(its workers are up before anything listens) and builds the engine options, the
+conference manager, the invitation pipeline and the scheduler.
 ``running_product`` adds the front doors (SMTP and/or milter), the metrics and
 health endpoint and the scheduler's task, starts them in order and stops them in
-reverse.  ``serve`` and ``demo`` both run ``running_product``, so the demo is the
-same product as the service: same parts, same metrics, same scheduler.
+reverse; the engine pool's workers are killed right after the front doors' grace,
+so a stuck worker never keeps the relay alive.  ``serve`` and ``demo`` both run
+``running_product``, so the demo is the same product as the service: same parts,
+same metrics, same scheduler.
 
 This is the only module that knows every room; nothing imports it but the
 commands.
@@ -20,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from webinar_proxy.invitation import EngineOptions
+from webinar_proxy.invitation import EngineOptions, EnginePool
 from webinar_proxy.lifecycle.conferences import ConferenceManager, utc_now
 from webinar_proxy.lifecycle.invitations import InvitationPipeline
 from webinar_proxy.lifecycle.scheduler import Scheduler
@@ -47,6 +50,7 @@ class Services:
     manager: ConferenceManager
     pipeline: InvitationPipeline
     scheduler: Scheduler
+    engine: EnginePool
 
 
 @contextlib.asynccontextmanager
@@ -58,16 +62,21 @@ async def open_services(
     metrics: Metrics = NO_METRICS,
 ) -> AsyncIterator[Services]:
     store = await open_configured_store(settings.store)
+    policy = settings.policy
+    engine = EnginePool(workers=policy.engine_workers, timeout_seconds=policy.engine_timeout_seconds,
+                        memory_mb=policy.engine_memory_mb, on_stopped=metrics.engine_stopped)
     try:
         client = WebinarClient.from_settings(settings.webinar, metrics=metrics, **(client_options or {}))
         try:
             options = EngineOptions.from_settings(settings)
+            await engine.start()
             manager = ConferenceManager(
                 store, client, options,
                 max_attendees=settings.policy.max_attendees,
                 delete_retry_max=timedelta(seconds=settings.scheduler.delete_retry_max_seconds),
                 clock=clock,
                 metrics=metrics,
+                engine=engine,
             )
 
             async def send_notice(mail_from: str, rcpt_tos: Sequence[str], data: bytes) -> None:
@@ -77,14 +86,16 @@ async def open_services(
                              local_hostname=settings.smtp.hostname)
 
             pipeline = InvitationPipeline(
-                manager, store, options, settings.policy, send_notice=send_notice, clock=clock
+                manager, store, options, settings.policy, send_notice=send_notice, clock=clock,
+                engine=engine,
             )
             scheduler = Scheduler(
                 manager, store, settings.scheduler,
                 retention=timedelta(days=settings.store.deleted_retention_days),
             )
-            yield Services(store, client, manager, pipeline, scheduler)
+            yield Services(store, client, manager, pipeline, scheduler, engine)
         finally:
+            await engine.close()
             await client.aclose()
     finally:
         await store.close()
@@ -165,6 +176,8 @@ async def running_product(
             yield product
         finally:
             await product.shutdown(settings.smtp.shutdown_grace_seconds)  # a no-op when done
+            # Nothing waits for a stuck engine worker: calls still in flight fail (451).
+            await services.engine.close()
             product.stop.set()
             if scheduler is not None:
                 await scheduler

@@ -70,5 +70,7 @@ async def test_without_online_nothing_is_called():
         )
         async with asyncio.timeout(PROMPTLY):
             stdout, _ = await process.communicate()
-        assert process.returncode == 0 and stdout.decode().strip() == "configuration OK"
+        lines = stdout.decode().strip().splitlines()
+        assert process.returncode == 0 and lines[-1] == "configuration OK"
+        assert lines[0].startswith("engine: ") and "worker processes" in lines[0]
         assert list(fake.requests) == []

@@ -37,21 +37,30 @@ EPILOGS = {
     "serve": f"""\
 exit status:
   0  stopped by SIGTERM or SIGINT after transactions in flight finished
-  1  could not start (address in use, store unreachable)
+  1  could not start (address in use, store unreachable, engine workers not started)
   2  the configuration is unusable (systemd does not restart on 2)
 
 signals:
   SIGTERM, SIGINT  stop accepting, answer idle clients 421, let transactions finish
-                   for smtp.shutdown_grace_seconds, exit 0
+                   for smtp.shutdown_grace_seconds, kill the engine workers (a busy one
+                   too), exit 0
   SIGHUP           re-read the configuration file: [policy] and the join-block templates
-                   apply to the mail that follows; a bad file is refused and logged
+                   apply to the mail that follows; a bad file is refused and logged;
+                   policy.engine_workers and policy.engine_memory_mb need a restart
+
+engine workers:
+  invitations are read and rewritten in policy.engine_workers processes (default: one
+  per core), each call within policy.engine_timeout_seconds (10) and each worker within
+  policy.engine_memory_mb (512) of address space; a worker past either is killed and
+  replaced, and its mail forwarded unchanged (metric webinar_proxy_engine_stopped_total)
 
 files:
 {_CONFIG_FILES}
   store.url                                conference state (SQLite file or PostgreSQL)""",
     "check-config": f"""\
 exit status:
-  0  the configuration is usable (warnings, if any, are printed on stderr)
+  0  the configuration is usable (warnings, if any, are printed on stderr); stdout
+     names the engine workers, their time and memory limits, then "configuration OK"
   1  --online: the Webinar API could not be reached or answered unexpectedly
   2  a configuration problem (one line per problem, each naming its key), or
      --online: the API token is not accepted
@@ -63,6 +72,10 @@ this machine (the systemd unit's ExecStartPre runs it that way).
 files:
 {_CONFIG_FILES}""",
     "inspect": f"""\
+the engine runs as in serve: in a worker process within policy.engine_timeout_seconds
+and policy.engine_memory_mb; past them the mail reads "not processable: engine timeout"
+(or "engine memory").
+
 exit status:
   0  shown (also for mail the relay would forward unchanged)
   1  the file cannot be read, or --link: nothing to rewrite
@@ -257,6 +270,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     for warning in settings_warnings(settings):
         print(f"webinar-proxy: warning: {warning}", file=sys.stderr)
+    from webinar_proxy.invitation import default_workers
+
+    policy = settings.policy
+    print(f"engine: {policy.engine_workers or default_workers()} worker processes, "
+          f"{policy.engine_timeout_seconds:g} s per call, {policy.engine_memory_mb} MiB each")
     if not args.online:
         print("configuration OK")
         return EXIT_OK

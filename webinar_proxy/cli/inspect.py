@@ -4,6 +4,10 @@ Prints the classification (``--json``: the object of
 ``Classification.to_json_dict()``).  With ``--link URL`` it writes the mail
 rewritten with that join link to stdout instead, and the classification to stderr.
 
+The engine runs as in the service: in a worker process (a pool of one) with
+``policy.engine_timeout_seconds`` and ``policy.engine_memory_mb``; a mail past them
+reads as not processable, reason "engine timeout" or "engine memory".
+
 Exit codes: 0 read (processable or not), 1 the file cannot be read or the mail
 cannot be rewritten, 2 bad ``--now`` / ``--link`` values.
 """
@@ -11,6 +15,7 @@ cannot be rewritten, 2 bad ``--now`` / ``--link`` values.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from datetime import UTC, datetime
@@ -18,7 +23,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from webinar_proxy.cli.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
-from webinar_proxy.invitation import Classification, EngineError, EngineOptions, classify, rewrite
+from webinar_proxy.invitation import (
+    Classification,
+    EngineError,
+    EngineOptions,
+    EnginePool,
+    EngineStopped,
+    EngineUnavailable,
+)
 
 
 def _parse_now(value: str | None) -> datetime:
@@ -57,6 +69,27 @@ def _print_human(result: Classification, out: TextIO) -> None:
         print(f"warning: {warning}", file=out)
 
 
+async def _engine(raw: bytes, mail_from: str | None, options: EngineOptions, now: datetime,
+                  link: str | None, policy: Any) -> tuple[Classification, bytes | Exception | None]:
+    """Classify (and rewrite with ``link``) in a one-worker pool with the service's limits."""
+    pool = EnginePool(workers=1, timeout_seconds=policy.engine_timeout_seconds,
+                      memory_mb=policy.engine_memory_mb)
+    await pool.start()
+    try:
+        try:
+            result = await pool.classify(raw, mail_from, options, now)
+        except EngineStopped as exc:
+            return Classification(processable=False, reason=f"not processable: {exc}"), None
+        if not (link and result.uid):
+            return result, None
+        try:
+            return result, await pool.rewrite(raw, result.uid, link, options)
+        except (EngineError, ValueError) as exc:
+            return result, exc
+    finally:
+        await pool.close()
+
+
 def run_inspect(args: argparse.Namespace, settings: Any) -> int:
     try:
         now = _parse_now(args.now)
@@ -73,13 +106,20 @@ def run_inspect(args: argparse.Namespace, settings: Any) -> int:
     except OSError as exc:
         print(f"webinar-proxy: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_FAILURE
-    result = classify(raw, args.mail_from, options, now)
+    try:
+        result, rewritten = asyncio.run(_engine(raw, args.mail_from, options, now, args.link,
+                                                settings.policy))
+    except EngineUnavailable as exc:
+        print(f"webinar-proxy: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     if args.link:
         if not result.uid:
             print(f"webinar-proxy: nothing to rewrite: {result.reason}", file=sys.stderr)
             return EXIT_FAILURE
         try:
-            rewritten = rewrite(raw, result.uid, args.link, options)
+            if isinstance(rewritten, Exception):
+                raise rewritten
+            assert rewritten is not None
         except EngineError as exc:
             print(f"webinar-proxy: cannot rewrite: {exc}", file=sys.stderr)
             return EXIT_FAILURE

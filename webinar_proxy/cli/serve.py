@@ -1,7 +1,8 @@
 """``webinar-proxy serve``: assemble the relay from the settings and run it until told to stop.
 
 Owns process-level concerns only: logging set-up, signal handling (SIGTERM and
-SIGINT drain and exit 0; SIGHUP re-reads templates and policy), systemd notify, and
+SIGINT drain and exit 0, killing engine workers still busy after the grace period;
+SIGHUP re-reads templates and policy without waiting for any engine worker), systemd notify, and
 the order in which parts start and stop.
 """
 
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from webinar_proxy import sdnotify
-from webinar_proxy.invitation import EngineOptions
+from webinar_proxy.invitation import EngineOptions, EngineUnavailable
 from webinar_proxy.lifecycle.invitations import InvitationPipeline
 from webinar_proxy.settings import ConfigError, Settings, settings_warnings
 from webinar_proxy.store import StoreError
@@ -26,6 +27,8 @@ log = logging.getLogger("webinar_proxy")
 
 #: Sections that only a restart applies (they shape listeners, connections and pools).
 RESTART_SECTIONS = ("smtp", "webinar", "store", "scheduler", "metrics", "logging", "milter")
+#: Policy settings that only a restart applies (the engine pool's workers are started once).
+RESTART_POLICY = ("engine_workers", "engine_memory_mb")
 
 
 def reload(pipeline: InvitationPipeline, running: Settings, load: Callable[[], Settings]) -> Settings:
@@ -47,10 +50,16 @@ def reload(pipeline: InvitationPipeline, running: Settings, load: Callable[[], S
         return running
     pipeline.reconfigure(options, new.policy)
     pending = [name for name in RESTART_SECTIONS if getattr(new, name) != getattr(running, name)]
+    pending += [f"policy.{name}" for name in RESTART_POLICY
+                if getattr(new.policy, name) != getattr(running.policy, name)]
     if pending:
         log.warning("reload: changes in [%s] take effect after a restart", "], [".join(pending))
+    # The engine pool keeps its workers (a reload never waits for a busy or stuck one).
     log.info("reloaded: templates and policy (language=%s)", new.policy.language)
-    return new.model_copy(update={name: getattr(running, name) for name in RESTART_SECTIONS})
+    kept = {name: getattr(running, name) for name in RESTART_SECTIONS}
+    kept["policy"] = new.policy.model_copy(
+        update={name: getattr(running.policy, name) for name in RESTART_POLICY})
+    return new.model_copy(update=kept)
 
 
 def _on_sighup(state: dict[str, Any], pipeline: InvitationPipeline, load: Callable[[], Settings]) -> None:
@@ -128,7 +137,7 @@ def run_service(settings: Settings, load: Callable[[], Settings] | None = None) 
         log.warning("%s", warning)
     try:
         asyncio.run(serve(settings, load))
-    except (OSError, StoreError) as exc:
+    except (OSError, StoreError, EngineUnavailable) as exc:
         log.error("cannot start: %s", exc)
         return 1
     return 0

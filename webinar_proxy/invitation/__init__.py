@@ -9,7 +9,8 @@ not know each other.  Running big rewrites off the event loop is the caller's jo
 Modules: ``options`` (``EngineOptions``, ``EngineLimits``, ``JoinTemplates``),
 ``classification`` (``Classification``, ``classify``), ``occurrences``
 (``next_occurrence``), ``rewriting`` (``rewrite``, ``remove_conference``,
-``check_link``), ``errors`` (``EngineError``).  Callers import from this package.
+``check_link``), ``errors`` (``EngineError``), ``pool`` and ``worker`` (the
+bounded worker processes).  Callers import from this package.
 
 Public API (the lifecycle calls exactly this):
 
@@ -49,6 +50,12 @@ Public API (the lifecycle calls exactly this):
 ``check_link(link)``
     Raises ``ValueError`` unless ``link`` may be written into mail.
 
+``EnginePool`` (``pool``)
+    Runs the engine in supervised worker processes (``worker``), bounded in time
+    (``policy.engine_timeout_seconds``) and memory (``policy.engine_memory_mb``),
+    so the event loop never does; the lifecycle, the scheduler and ``inspect``
+    call the engine through it.
+
 ``normalise_address``, ``may_carry_calendar``, ``headers_may_carry_calendar``
     Address and cheap "can this hold a calendar" questions, passed through from
     ``mail/`` and ``calendar/`` for rooms that may not open those.
@@ -67,6 +74,15 @@ from webinar_proxy.invitation.options import (
     EngineOptions,
     JoinTemplates,
 )
+from webinar_proxy.invitation.pool import (
+    STOP_REASONS,
+    Engine,
+    EnginePool,
+    EngineStopped,
+    EngineUnavailable,
+    InThreadEngine,
+    default_workers,
+)
 from webinar_proxy.invitation.rewriting import check_link, remove_conference, rewrite
 from webinar_proxy.mail import may_carry_calendar
 from webinar_proxy.mail.precheck import headers_may_carry_calendar
@@ -74,17 +90,24 @@ from webinar_proxy.mail.precheck import headers_may_carry_calendar
 __all__ = [
     "DEFAULT_LINK_HOSTS",
     "LANGUAGES",
+    "STOP_REASONS",
     "TRIGGER_HEADER",
     "TRIGGER_PROPERTY",
     "Attendee",
     "Classification",
+    "Engine",
     "EngineError",
     "EngineLimits",
     "EngineOptions",
+    "EnginePool",
+    "EngineStopped",
+    "EngineUnavailable",
+    "InThreadEngine",
     "JoinTemplates",
     "Occurrence",
     "check_link",
     "classify",
+    "default_workers",
     "headers_may_carry_calendar",
     "may_carry_calendar",
     "next_occurrence",

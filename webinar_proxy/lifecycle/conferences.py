@@ -25,7 +25,7 @@ import logging
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 
-from webinar_proxy.invitation import Classification, EngineOptions, check_link, next_occurrence
+from webinar_proxy.invitation import Classification, Engine, EngineOptions, InThreadEngine, check_link
 from webinar_proxy.metrics import NO_METRICS, Metrics
 from webinar_proxy.store import ConferenceRecord, ConferenceState, ConferenceStore, Registration
 from webinar_proxy.store.records import utc_now
@@ -156,8 +156,11 @@ class ConferenceManager:
         delete_retry_max: timedelta = timedelta(hours=1),
         clock: Callable[[], datetime] = utc_now,
         metrics: Metrics = NO_METRICS,
+        engine: Engine | None = None,
     ) -> None:
         self.metrics = metrics
+        #: Where next occurrences are computed (never the event loop).
+        self.engine: Engine = engine or InThreadEngine()
         self.store = store
         self.client = client
         self.options = options
@@ -391,7 +394,8 @@ class ConferenceManager:
         )
         if not record.calendar:
             return record
-        booked = next_occurrence(record.calendar, record.uid, now, self.options, cancelled=before)
+        booked = await self.engine.next_occurrence(record.calendar, record.uid, now, self.options,
+                                                  cancelled=before)
         if booked is None or booked.recurrence_id not in after:
             return record
         return await self.book_next(record, now)
@@ -399,7 +403,7 @@ class ConferenceManager:
     async def book_next(self, record: ConferenceRecord, now: datetime) -> ConferenceRecord:
         """Move the session to the next remaining occurrence; delete the conference when none is left."""
         assert record.calendar is not None and record.session_id is not None
-        upcoming = next_occurrence(
+        upcoming = await self.engine.next_occurrence(
             record.calendar, record.uid, now, self.options,
             cancelled=frozenset(record.cancelled_occurrences),
         )

@@ -6,6 +6,12 @@ with ``decide``, lets ``ConferenceManager`` act, and returns the bytes to forwar
 the original object when nothing changes, a complete rewrite otherwise, or
 ``TemporaryFailure`` (451) when the conference cannot be made now — never a
 half-written message.
+
+The engine never runs in the event loop: every call goes through an ``Engine``
+(``invitation.EnginePool`` in the service: worker processes with a time and a memory
+limit).  Mail the cheap header precheck shows to hold no calendar part never reaches
+it.  A call whose worker was stopped (``EngineStopped``: timeout, memory, crash) makes
+the mail "not processable": it goes on unchanged, with one warning.
 """
 
 from __future__ import annotations
@@ -19,12 +25,15 @@ from datetime import datetime
 
 from webinar_proxy.invitation import (
     Classification,
+    Engine,
     EngineError,
     EngineOptions,
-    classify,
+    EnginePool,
+    EngineStopped,
+    EngineUnavailable,
+    InThreadEngine,
+    may_carry_calendar,
     normalise_address,
-    remove_conference,
-    rewrite,
 )
 from webinar_proxy.lifecycle.conferences import ConferenceManager, utc_now
 from webinar_proxy.lifecycle.decide import (
@@ -44,10 +53,6 @@ from webinar_proxy.store import ConferenceRecord, ConferenceState, ConferenceSto
 from webinar_proxy.webinar import RejectedError, WebinarError
 
 log = logging.getLogger("webinar_proxy.lifecycle")
-
-#: Messages above this size are classified and rewritten in a worker thread so the
-#: event loop keeps serving other sessions.
-OFF_LOOP_BYTES = 256 * 1024
 
 #: Most meetings remembered at once whose creation notice still waits for a delivery.
 MAX_UNANNOUNCED = 10_000
@@ -69,8 +74,11 @@ class InvitationPipeline:
         *,
         send_notice: NoticeSender | None = None,
         clock: Callable[[], datetime] = utc_now,
+        engine: Engine | None = None,
     ) -> None:
         self.manager = manager
+        #: Where classify, rewrite and remove_conference run (never the event loop).
+        self.engine: Engine = engine or InThreadEngine()
         self.store = store
         self.options = options
         self.policy = policy
@@ -87,6 +95,8 @@ class InvitationPipeline:
         """Apply new templates and policy (SIGHUP) to the messages that follow."""
         self.options = options
         self.policy = policy
+        if isinstance(self.engine, EnginePool):  # the worker count and memory need a restart
+            self.engine.timeout_seconds = policy.engine_timeout_seconds
         self.manager.options = options
         self.manager.max_attendees = policy.max_attendees
 
@@ -97,9 +107,15 @@ class InvitationPipeline:
 
     async def _process(self, message: InboundMessage, after: InvitationFollowUp) -> bytes:
         content = message.content
-        c = await self._off_loop(
-            content, classify, content, message.mail_from, self.options, self.clock()
-        )
+        if not may_carry_calendar(content):
+            return content  # ordinary mail: no calendar part, nothing to ask the engine
+        try:
+            c = await self.engine.classify(content, message.mail_from, self.options, self.clock())
+        except EngineStopped as exc:
+            log.warning("mail not processable (%s): forwarded unchanged", exc)
+            return content
+        except EngineUnavailable:
+            raise TemporaryFailure("Invitation engine unavailable, try again later") from None
         if not (c.processable and c.is_imip and c.uid and c.organizer):
             return content
         if not is_served(c.organizer, self.policy.organizer_domains):
@@ -176,16 +192,16 @@ class InvitationPipeline:
             after.queue(Notice(NoticeKind.REMOVED, c.organizer, record.summary or "",
                                         record.link))
             if action is Action.REMOVE and c.has_our_link:
-                return await self._off_loop(
-                    content, remove_conference, content, c.uid, self.options
-                )
+                return await self._engine_edit(
+                    content, c.uid, "join link not removed from the mail",
+                    self.engine.remove_conference(content, c.uid, self.options))
             return content
         try:
             if action is Action.UNREGISTER:
                 record = await self.manager.unregister(record, decision.uninvited)
             elif action is Action.CANCEL_OCCURRENCES:
                 await self.manager.cancel_occurrences(record, c.recurrence_ids)
-        except WebinarError as exc:
+        except (WebinarError, EngineError) as exc:
             # The cancellation reaches the attendees anyway; the platform keeps a few
             # extra registrations or an outdated session until the next update.
             log.warning("uid=%s: %s not applied on the platform: %s", c.uid, action, exc)
@@ -239,19 +255,25 @@ class InvitationPipeline:
         return message.content
 
     async def _rewrite(self, content: bytes, uid: str, link: str) -> bytes:
+        return await self._engine_edit(content, uid, "join link not written into the mail",
+                                       self.engine.rewrite(content, uid, link, self.options))
+
+    async def _engine_edit(self, content: bytes, uid: str, what: str,
+                           edit: Awaitable[bytes]) -> bytes:
+        """The edited mail, or the mail as it is when the engine cannot edit it."""
         try:
-            return await self._off_loop(content, rewrite, content, uid, link, self.options)
+            return await edit
+        except EngineStopped as exc:
+            log.warning("uid=%s: mail not processable (%s): %s; forwarded unchanged", uid, exc, what)
+            return content
+        except EngineUnavailable:
+            raise TemporaryFailure("Invitation engine unavailable, try again later") from None
         except EngineError as exc:
             # The mail cannot carry the link (a damaged structure the reader accepted):
             # retrying the same bytes would fail the same way for days, so it goes as it
             # is; the organizer's notice still carries the link.
-            log.error("uid=%s: join link not written into the mail: %s", uid, exc)
+            log.error("uid=%s: %s: %s", uid, what, exc)
             return content
-
-    async def _off_loop(self, content: bytes, function, *args):  # type: ignore[no-untyped-def]
-        if len(content) > OFF_LOOP_BYTES:
-            return await asyncio.to_thread(function, *args)
-        return function(*args)
 
 
 class InvitationFollowUp:

@@ -10,6 +10,10 @@
   it is found by the marker in its description (``ConferenceManager.delete``).
 * Deleted rows older than the retention period: purge them.
 
+Next occurrences are computed by the engine pool, like everything the engine does;
+a record whose calendar cannot be read this round (worker stopped, unreadable) is
+left for the next pass.
+
 ``run_once(now)`` does one pass and is what tests call with an injected clock;
 ``run_forever`` repeats it every ``scheduler.interval_seconds``.
 """
@@ -22,6 +26,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from webinar_proxy.invitation import EngineError, EngineUnavailable
 from webinar_proxy.lifecycle.conferences import ConferenceManager
 from webinar_proxy.settings import SchedulerSettings
 from webinar_proxy.store import ConferenceState, ConferenceStore, StoreError
@@ -82,6 +87,11 @@ class Scheduler:
                     rolled += 1
                 except WebinarError as exc:
                     log.warning("uid=%s: roll forward failed, next pass retries: %s", record.uid, exc)
+                except (EngineError, EngineUnavailable) as exc:
+                    # The stored calendar cannot be read this round (the engine's worker
+                    # was stopped, or the calendar is unreadable): the next pass retries.
+                    log.warning("uid=%s: next occurrence not read, next pass retries: %s",
+                                record.uid, exc)
         return rolled
 
     async def _retry_deletes(self, now: datetime) -> tuple[int, int]:
