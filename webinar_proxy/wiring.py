@@ -38,6 +38,7 @@ from webinar_proxy.smtp.server import RelayServer
 from webinar_proxy.smtp.submit import submit
 from webinar_proxy.store import ConferenceStore, open_configured_store
 from webinar_proxy.webinar import WebinarClient
+from webinar_proxy.webinar.pacing import SharedPace
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,14 @@ async def open_services(
 ) -> AsyncIterator[Services]:
     store = await open_configured_store(settings.store)
     try:
-        client = WebinarClient.from_settings(settings.webinar, metrics=metrics, **(client_options or {}))
+        overrides = dict(client_options or {})
+        if settings.webinar.token is not None and "pace" not in overrides:
+            # One pace for the whole key: every relay and worker on this store shares it.
+            overrides["pace"] = SharedPace(
+                store, settings.webinar.token.get_secret_value().strip(),
+                overrides.get("rate_limit", settings.webinar.rate_limit),
+            )
+        client = WebinarClient.from_settings(settings.webinar, metrics=metrics, **overrides)
         try:
             options = EngineOptions.from_settings(settings)
             manager = ConferenceManager(
