@@ -360,6 +360,9 @@ class SchedulerSettings(_Section):
     delete_retry_max_seconds: float = Field(3600.0, gt=0)
     #: A creation interrupted this long ago (crash, lost connection) is cleaned up.
     stale_creating_seconds: float = Field(3600.0, gt=0)
+    #: A batch of attendee registrations a relay took is free for any relay again after
+    #: this long without being finished (the relay crashed or was killed).
+    registration_lease_seconds: float = Field(120.0, gt=0)
 
 
 class MilterAddress(NamedTuple):

@@ -23,6 +23,7 @@ from typing import Any
 from webinar_proxy.invitation.engine import EngineOptions
 from webinar_proxy.lifecycle.conferences import ConferenceManager, utc_now
 from webinar_proxy.lifecycle.invitations import InvitationPipeline
+from webinar_proxy.lifecycle.registrations import RegistrationWorker
 from webinar_proxy.lifecycle.scheduler import Scheduler
 from webinar_proxy.metrics import (
     NO_METRICS,
@@ -48,6 +49,10 @@ class Services:
     manager: ConferenceManager
     pipeline: InvitationPipeline
     scheduler: Scheduler
+
+    @property
+    def registrations(self) -> RegistrationWorker:
+        return self.scheduler.registrations
 
 
 @contextlib.asynccontextmanager

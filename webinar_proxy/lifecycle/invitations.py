@@ -213,7 +213,12 @@ class InvitationPipeline:
         key = (c.organizer, c.uid)
         if created or key in self._unannounced:
             self._unannounced.discard(key)
-            after.queue(Notice(NoticeKind.CREATED, c.organizer, record.summary, record.link))
+            progress = await self.manager.progress(c, record)
+            after.queue(Notice(
+                NoticeKind.CREATED, c.organizer, record.summary, record.link,
+                registered=progress.registered, total=progress.total,
+                left_out=progress.left_out, limit=self.manager.max_attendees,
+            ))
             after.announces(key)
         return await self._rewrite(message.content, c.uid, record.link)
 
@@ -259,6 +264,7 @@ class InvitationFollowUp:
         self._pipeline = pipeline
         self._notices: list[Notice] = []
         self._announcing: tuple[str, str] | None = None
+        self._uid = ""
 
     def queue(self, notice: Notice) -> None:
         if self._pipeline.policy.notify_organizer and self._pipeline.send_notice is not None:
@@ -266,8 +272,19 @@ class InvitationFollowUp:
 
     def announces(self, key: tuple[str, str]) -> None:
         """The queued creation notice announces the conference of ``key`` (organizer, UID)."""
+        self._uid = key[1]
         if self._notices:
             self._announcing = key
+
+    async def _refresh(self, notice: Notice) -> Notice:
+        """A creation notice counts the registrations done by the time it is sent."""
+        if notice.registered is None or notice.registered >= notice.total:
+            return notice
+        try:
+            counts = await self._pipeline.store.registration_counts(notice.organizer, self._uid)
+        except StoreError:
+            return notice  # the count taken while processing will do
+        return dataclasses.replace(notice, registered=max(notice.total - counts["add"], 0))
 
     async def aborted(self) -> None:
         unannounced = self._pipeline._unannounced
@@ -280,6 +297,7 @@ class InvitationFollowUp:
             return
         for notice in self._notices:
             try:
+                notice = await self._refresh(notice)
                 data = build_notice(notice, language=pipeline.policy.language,
                                     sender=pipeline.policy.notice_from)
                 await pipeline.send_notice("", [notice.organizer], data)

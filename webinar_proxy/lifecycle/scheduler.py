@@ -9,6 +9,11 @@
   ``creating`` row without event id may still have an event whose answer was lost;
   it is found by the marker in its description (``ConferenceManager.delete``).
 * Deleted rows older than the retention period: purge them.
+* Attendees queued for (un)registration: the ``RegistrationWorker`` loop, run beside
+  the timer (``registrations.py``).
+
+All of it is background work on the shared API pace (``background_calls``): calls a
+mail waits for go first.
 
 ``run_once(now)`` does one pass and is what tests call with an injected clock;
 ``run_forever`` repeats it every ``scheduler.interval_seconds``.
@@ -23,11 +28,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from webinar_proxy.lifecycle.conferences import ConferenceManager
+from webinar_proxy.lifecycle.registrations import RegistrationWorker
 from webinar_proxy.settings import SchedulerSettings
 from webinar_proxy.store import ConferenceState, ConferenceStore, StoreError
 from webinar_proxy.webinar import WebinarError
+from webinar_proxy.webinar.pacing import background_calls
 
 log = logging.getLogger("webinar_proxy.scheduler")
+
+#: Seconds the registration worker gets to finish its batch when the relay stops.
+STOP_GRACE_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +62,9 @@ class Scheduler:
         self.store = store
         self.settings = settings
         self.retention = retention
+        self.registrations = RegistrationWorker(
+            manager, store, lease_seconds=settings.registration_lease_seconds
+        )
 
     async def run_once(self, now: datetime | None = None) -> PassReport:
         now = now or self.manager.clock()
@@ -111,6 +124,19 @@ class Scheduler:
         return cleaned
 
     async def run_forever(self, stop: asyncio.Event) -> None:
+        with background_calls():
+            worker = asyncio.create_task(self.registrations.run_forever(stop))
+            try:
+                await self._timer(stop)
+            finally:
+                # A batch cut short is repeated later, harmlessly: give it a moment only.
+                done, _ = await asyncio.wait([worker], timeout=STOP_GRACE_SECONDS)
+                if not done:
+                    worker.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await worker
+
+    async def _timer(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
                 await self.run_once()

@@ -140,6 +140,8 @@ _ID_SEGMENT = re.compile(r"(?<![^/])\d+(?![^/])")
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 #: Seconds a call keeps retrying failures to connect (from the first one).
 CONNECT_RETRY_SECONDS = 10.0
+#: Longest ``Retry-After`` honoured (seconds): a garbled header must not stop the key for hours.
+RETRY_AFTER_CAP = 300.0
 #: Seconds between two ERROR lines saying that the token is not accepted.
 AUTH_ALERT_SECONDS = 60.0
 TOKEN_REJECTED = "the API token is not accepted"
@@ -737,7 +739,8 @@ class WebinarClient:
             if status == 429:
                 # The pause is everyone's: the next slot of every caller of the key
                 # (all processes, with a shared pace) lies after it.
-                await self._bucket.push_back(retry_after if retry_after is not None else 1.0)
+                pause = min(retry_after, RETRY_AFTER_CAP) if retry_after is not None else 1.0
+                await self._bucket.push_back(pause)
                 delay = 0.0
             if self._clock() + delay >= deadline:
                 break
