@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 import sys
 from pathlib import Path
 
 import pytest
 
+from webinar_proxy.store import open_store
 from webinar_proxy.testing.fake_webinar import FakeWebinarServer, running_fake_webinar
+from webinar_proxy.webinar.pacing import SharedPace, background_calls, key_hash
 
 WORKER = Path(__file__).with_name("pace_worker.py")
 TOKEN = "shared-pace-token-0123456789"
@@ -82,3 +85,34 @@ async def test_a_retry_after_seen_by_one_process_pauses_the_other(store_url) -> 
     # slot was already being waited for when the 429 came (at most one per process).
     early = [r for r in answered if refused[0].at < r.at < refused[0].at + 1.9]
     assert len(early) <= 1, [r.at - refused[0].at for r in answered]
+
+
+async def test_background_calls_yield_to_queued_foreground_calls(tmp_path) -> None:
+    store = await open_store(f"sqlite:///{tmp_path}/pace.db")
+    key = key_hash(TOKEN)
+    try:
+        pace = SharedPace(store, TOKEN, 10.0)  # a slot every 0.1 s
+        # Five calls of mails queue up: slots at +0, +0.1, … +0.4 s (epoch seconds).
+        first = await store.reserve_api_slot(key, 0.1, 60.0)
+        assert first is not None
+        zero = time.time() + first
+        for _ in range(4):
+            assert await store.reserve_api_slot(key, 0.1, 60.0) is not None
+
+        async def background() -> None:
+            with background_calls():
+                await pace.acquire(deadline=None)
+
+        task = asyncio.create_task(background())
+        # Its first ask has been answered "not yet" (its next ask is 0.1–0.2 s later).
+        await asyncio.sleep(0.03)
+        assert not task.done()
+        # A mail's call arriving now goes before the waiting background call: the
+        # sixth slot, +0.5 s, not the seventh.
+        wait = await store.reserve_api_slot(key, 0.1, 60.0)
+        assert wait is not None
+        slot = time.time() + wait - zero
+        assert 0.45 < slot < 0.55, slot
+        await task
+    finally:
+        await store.close()
