@@ -19,7 +19,7 @@ What the rest of the relay calls (all synchronous, cheap, never raising):
   ``delete``, ``register``, ``unregister``, ``roll_forward``; ``result`` one of
   ``ok``, ``failed``, ``deferred``.
 * ``metrics.set_scheduler_queue(queue, n)`` — the scheduler's view of its work:
-  ``queue`` such as ``pending_deletes`` or ``due_rollovers``.
+  ``queue`` such as ``pending_deletes``, ``due_rollovers`` or ``registrations``.
 
 Label values are checked so that a bug cannot blow up the number of series or put
 anything but a short name into a label: an unexpected outcome/result becomes
@@ -112,7 +112,8 @@ class Metrics:
         )
         self._scheduler_queue = Gauge(
             PREFIX + "scheduler_queue",
-            "Work waiting for the scheduler, by queue (pending_deletes, due_rollovers).",
+            "Work waiting for the scheduler, by queue (pending_deletes, due_rollovers, "
+            "registrations).",
             ["queue"], registry=self.registry,
         )
         build = Info(PREFIX + "build", "Version of webinar-proxy and Python.", registry=self.registry)

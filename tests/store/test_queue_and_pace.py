@@ -85,3 +85,9 @@ async def test_slots_are_an_interval_apart_and_a_push_moves_the_next_one(
     await store.push_api_slot("other-key", 50.0)
     pushed = await store.reserve_api_slot("other-key", 10.0, 100.0)
     assert pushed is not None and 49.0 < pushed <= 50.0
+
+
+async def test_queued_registrations_counts_every_conference(store: ConferenceStore) -> None:
+    await store.change_registrations(ORG, UID, _adds(3))
+    await store.change_registrations("x@example.org", "other", _adds(2))
+    assert await store.queued_registrations() == 5

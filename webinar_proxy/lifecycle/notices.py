@@ -85,6 +85,9 @@ _EXTRAS = {
     },
 }
 LEFT_OUT_LISTED = 50
+#: Registration is mentioned only when more than one batch (one API call) is left:
+#: a small meeting is registered moments after its notice goes out.
+PROGRESS_MENTIONED_ABOVE = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +131,7 @@ def build_notice(notice: Notice, *, language: str, sender: str = "") -> bytes:
     message["Auto-Submitted"] = "auto-generated"
     text = body.format(**values)
     extras = _EXTRAS.get(language, _EXTRAS["en"])
-    if notice.registered is not None and notice.registered < notice.total:
+    if notice.registered is not None and notice.total - notice.registered > PROGRESS_MENTIONED_ABOVE:
         text += "\n" + extras["progress"].format(
             registered=_count(notice.registered, language), total=_count(notice.total, language))
     if notice.left_out:

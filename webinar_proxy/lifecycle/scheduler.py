@@ -77,6 +77,7 @@ class Scheduler:
         pending_deletes = await self.store.list(ConferenceState.PENDING_DELETE)
         metrics.set_scheduler_queue("pending_deletes", len(pending_deletes))
         metrics.set_scheduler_queue("due_rollovers", len(await self.store.due_rollovers(now)))
+        metrics.set_scheduler_queue("registrations", await self.store.queued_registrations())
         if report != PassReport():
             log.info("scheduler pass: %s", report)
         return report

@@ -473,6 +473,10 @@ class PostgresStore:
         counts.update({action: int(count) for action, count in rows})
         return counts
 
+    async def queued_registrations(self) -> int:
+        rows = await self._fetch("queued_registrations", "SELECT count(*) FROM registration_queue")
+        return int(rows[0][0])
+
     async def reserve_api_slot(self, key: str, interval: float, max_wait: float) -> float | None:
         rows = await self._fetch(
             "reserve_api_slot", _RESERVE,

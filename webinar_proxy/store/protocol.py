@@ -111,6 +111,9 @@ class ConferenceStore(Protocol):
     async def registration_counts(self, organizer: str, uid: str) -> dict[str, int]:
         """Queued rows of one conference by action: ``{"add": n, "remove": m}``."""
 
+    async def queued_registrations(self) -> int:
+        """Queued rows of every conference (for the metrics)."""
+
     # -- the shared API pace (webinar.pacing.SlotBook) --------------------------------
 
     async def reserve_api_slot(self, key: str, interval: float, max_wait: float) -> float | None:

@@ -478,6 +478,11 @@ class SqliteStore:
         counts.update({action: int(count) for action, count in rows})
         return counts
 
+    async def queued_registrations(self) -> int:
+        (count,) = await self._call(lambda: self._db().execute(
+            "SELECT count(*) FROM registration_queue").fetchone())
+        return int(count)
+
     async def reserve_api_slot(self, key: str, interval: float, max_wait: float) -> float | None:
         def reserve(connection: sqlite3.Connection) -> float | None:
             row = connection.execute(
