@@ -135,3 +135,20 @@ async def test_registration_resumes_after_the_relay_is_killed(tmp_path, backend,
         assert await store.registration_counts(BOSS, record.uid) == {"add": 0, "remove": 0}
     finally:
         await store.close()
+
+
+async def test_a_cancel_before_the_attendees_are_registered_still_deletes_the_conference(tmp_path):
+    people = ("ann@example.net", "bob@example.net")
+    async with running_product(tmp_path, T0) as product:
+        product.drain = False  # the attendees stay queued
+        assert (await product.send(invitation(start=START, end=END, attendees=people),
+                                   BOSS, list(people)))[0] == 250
+        assert product.state()["registrations"] == []
+        # One CANCEL per attendee, as sabre/dav sends them: no STATUS:CANCELLED.
+        for person in people:
+            cancel = invitation(start=START, end=END, attendees=(person,), method="CANCEL",
+                                sequence=1)
+            assert (await product.send(cancel, BOSS, [person]))[0] == 250
+        assert product.state()["events"] == []
+        assert await product.services.store.registration_counts(
+            BOSS, "scenario-1@example.org") == {"add": 0, "remove": 0}

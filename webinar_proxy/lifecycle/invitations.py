@@ -33,7 +33,13 @@ from webinar_proxy.lifecycle.decide import (
 from webinar_proxy.lifecycle.notices import Notice, NoticeKind, build_notice
 from webinar_proxy.seam import InboundMessage, Processed, TemporaryFailure
 from webinar_proxy.settings import PolicySettings
-from webinar_proxy.store import ConferenceRecord, ConferenceState, ConferenceStore, StoreError
+from webinar_proxy.store import (
+    ConferenceRecord,
+    ConferenceState,
+    ConferenceStore,
+    RegistrationAction,
+    StoreError,
+)
 from webinar_proxy.webinar import RejectedError, WebinarError
 
 log = logging.getLogger("webinar_proxy.lifecycle")
@@ -111,7 +117,8 @@ class InvitationPipeline:
         try:
             async with self.store.key_lock(c.organizer, c.uid):
                 record = await self.store.get(c.organizer, c.uid)
-                decision = decide(c, record, always=always, rcpt_tos=message.rcpt_tos)
+                decision = decide(c, record, always=always, rcpt_tos=message.rcpt_tos,
+                                  queued=await self._queued(c, record))
                 if not c.from_organizer and (c.conference_requested or c.has_our_link or always
                                              or live_record(record) is not None):
                     self._hint_untrusted_sender(message, c, sender)
@@ -121,6 +128,13 @@ class InvitationPipeline:
         except StoreError as exc:
             log.error("conference store unavailable: %s", exc)
             raise TemporaryFailure("Conference store unavailable, try again later") from None
+
+    async def _queued(self, c: Classification, record: ConferenceRecord | None) -> list[str]:
+        """Attendees of a CANCEL's conference still waiting to be registered."""
+        if record is None or (c.method or "").upper() != "CANCEL":
+            return []
+        return [p.address for p in await self.store.pending_registrations(c.organizer or "", c.uid or "")
+                if p.action is RegistrationAction.ADD]
 
     def _trusted_senders(self) -> frozenset[str]:
         return frozenset(address.lower() for address in self.policy.trusted_senders)
