@@ -15,6 +15,10 @@ went out), the platform's schedule around the meeting's start is searched for th
 marker, and what is found is deleted before the event is created (again).  Such an
 event was never written into mail, so replacing it loses nothing; it cannot be
 adopted as it is, because no read of the API returns an event's join link.
+
+Attendees are not registered while a mail waits: ``ensure`` queues them in the store
+(``_sync_people``) and the registration worker (``registrations.py``) calls
+``register_batch`` for them in the background, 50 per call.
 """
 
 from __future__ import annotations
