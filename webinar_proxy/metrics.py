@@ -19,7 +19,7 @@ What the rest of the relay calls (all synchronous, cheap, never raising):
   ``delete``, ``register``, ``unregister``, ``roll_forward``; ``result`` one of
   ``ok``, ``failed``, ``deferred``.
 * ``metrics.set_scheduler_queue(queue, n)`` — the scheduler's view of its work:
-  ``queue`` such as ``pending_deletes`` or ``due_rollovers``.
+  ``queue`` such as ``pending_deletes``, ``due_rollovers`` or ``registrations``.
 * ``metrics.engine_stopped(reason)`` — an engine worker was killed and replaced
   because its call passed a limit: ``timeout``, ``memory`` or ``crash``.
 
@@ -115,7 +115,8 @@ class Metrics:
         )
         self._scheduler_queue = Gauge(
             PREFIX + "scheduler_queue",
-            "Work waiting for the scheduler, by queue (pending_deletes, due_rollovers).",
+            "Work waiting for the scheduler, by queue (pending_deletes, due_rollovers, "
+            "registrations).",
             ["queue"], registry=self.registry,
         )
         self._engine_stopped = Counter(

@@ -263,8 +263,10 @@ class SmtpSettings(_Section):
 class WebinarSettings(_Section):
     api_url: UrlField = "https://userapi.mts-link.ru/v3"
     token: SecretStr | None = None
-    #: Requests per second towards the platform (it allows 2).
-    rate_limit: float = Field(2.0, gt=0)
+    #: Requests per second towards the platform, for all relays using this token
+    #: together (they share the pace through the store).  The platform allows 2; the
+    #: default keeps a margin, as exact 0.5 s spacing meets 429s from jitter.
+    rate_limit: float = Field(1.8, gt=0)
     connect_timeout_seconds: float = Field(5.0, gt=0)
     read_timeout_seconds: float = Field(20.0, gt=0)
     #: Budget for one API operation including its retries.
@@ -367,6 +369,9 @@ class SchedulerSettings(_Section):
     delete_retry_max_seconds: float = Field(3600.0, gt=0)
     #: A creation interrupted this long ago (crash, lost connection) is cleaned up.
     stale_creating_seconds: float = Field(3600.0, gt=0)
+    #: A batch of attendee registrations a relay took is free for any relay again after
+    #: this long without being finished (the relay crashed or was killed).
+    registration_lease_seconds: float = Field(120.0, gt=0)
 
 
 class MilterAddress(NamedTuple):

@@ -26,6 +26,7 @@ from typing import Any
 from webinar_proxy.invitation import EngineOptions, EnginePool
 from webinar_proxy.lifecycle.conferences import ConferenceManager, utc_now
 from webinar_proxy.lifecycle.invitations import InvitationPipeline
+from webinar_proxy.lifecycle.registrations import RegistrationWorker
 from webinar_proxy.lifecycle.scheduler import Scheduler
 from webinar_proxy.metrics import (
     NO_METRICS,
@@ -41,6 +42,7 @@ from webinar_proxy.smtp.server import RelayServer
 from webinar_proxy.smtp.submit import submit
 from webinar_proxy.store import ConferenceStore, open_configured_store
 from webinar_proxy.webinar import WebinarClient
+from webinar_proxy.webinar.pacing import SharedPace
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,10 @@ class Services:
     pipeline: InvitationPipeline
     scheduler: Scheduler
     engine: EnginePool
+
+    @property
+    def registrations(self) -> RegistrationWorker:
+        return self.scheduler.registrations
 
 
 @contextlib.asynccontextmanager
@@ -66,7 +72,14 @@ async def open_services(
     engine = EnginePool(workers=policy.engine_workers, timeout_seconds=policy.engine_timeout_seconds,
                         memory_mb=policy.engine_memory_mb, on_stopped=metrics.engine_stopped)
     try:
-        client = WebinarClient.from_settings(settings.webinar, metrics=metrics, **(client_options or {}))
+        overrides = dict(client_options or {})
+        if settings.webinar.token is not None and "pace" not in overrides:
+            # One pace for the whole key: every relay and worker on this store shares it.
+            overrides["pace"] = SharedPace(
+                store, settings.webinar.token.get_secret_value().strip(),
+                overrides.get("rate_limit", settings.webinar.rate_limit),
+            )
+        client = WebinarClient.from_settings(settings.webinar, metrics=metrics, **overrides)
         try:
             options = EngineOptions.from_settings(settings)
             await engine.start()

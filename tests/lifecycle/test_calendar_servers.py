@@ -19,6 +19,7 @@ from tests.support.invites import invitation
 from tests.support.product import TOKEN, Product, calendar_text, running_product
 from tests.support.serve import running_serve
 from tests.support.smtp import running_next_hop, send_one
+from tests.support.waiting import eventually
 from webinar_proxy.invitation import EngineOptions, classify, rewrite
 from webinar_proxy.testing.fake_webinar import running_fake_webinar
 
@@ -279,7 +280,12 @@ async def test_the_real_serve_process_through_both_lifecycles(tmp_path):
                     for mail in steps[step]:
                         code = await send_one(serve.smtp_port, mail.content, mail.mail_from, (mail.rcpt,))
                         assert code == 250, (mail.name, serve.output[-2000:])
-                    state = (await http.get(f"{fake.root_url}/_fake/state", timeout=10)).json()
+                    async def fake_state() -> dict:
+                        return (await http.get(f"{fake.root_url}/_fake/state", timeout=10)).json()
+
+                    # Attendees are registered in the background, moments after the reply.
+                    state = await eventually(fake_state, lambda state, people=people: (
+                        people is None or {r["email"] for r in state["registrations"]} == people))
                     if people is None:
                         assert state["events"] == [], (server, step)
                     else:

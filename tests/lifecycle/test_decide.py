@@ -222,3 +222,12 @@ def test_a_request_finishes_the_uninvitations_before_it():
     book = after_request(update, stored, [ANN])
     assert book.mailed_to == {ANN} and book.cancel_sequence is None and not book.cancelled_to
     assert {BOB, CARL} <= book.attendees  # still known as attendees: a late CANCEL names them
+
+
+def test_attendees_queued_for_registration_count_as_registered():
+    # The meeting was cancelled before the background worker registered anyone.
+    queued = replace(MEETING, registrations=(Registration(ORG, "ADMIN", 1),), mailed_to=(ANN,))
+    last = cancel(person(ANN))
+    assert decide(last, queued, rcpt_tos=[ANN]).action is Action.UNREGISTER
+    decision = decide(last, queued, rcpt_tos=[ANN], queued=[ANN, BOB, CARL, LU])
+    assert decision.action is Action.CANCEL, decision.reason

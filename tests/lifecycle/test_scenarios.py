@@ -266,13 +266,22 @@ async def test_api_failure_in_deliver_mode_delivers_without_link_and_tells_the_o
     assert product.hop.handler.delivered[1].rcpt_tos == [BOSS]
 
 
-async def test_attendees_over_the_limit_are_not_registered(tmp_path):
+async def test_attendees_over_the_limit_are_not_registered_and_the_organizer_is_told(tmp_path):
     many = tuple(f"p{n}@example.net" for n in range(5))
-    async with running_product(tmp_path, T0, policy={"max_attendees": 3}) as product:
+    async with running_product(tmp_path, T0, policy={"max_attendees": 3, "language": "en"}) as product:
         big = invitation(start=START, end=END, attendees=many)
         assert (await product.send(big, BOSS, [many[0]]))[0] == 250
+        await product.hop.handler.wait_delivered(2)
         people = registered(product)
-    assert people == {BOSS: "ADMIN", "p0@example.net": "GUEST", "p1@example.net": "GUEST"}
+    # The limit counts attendees: the organizer comes on top.
+    assert people == {BOSS: "ADMIN", "p0@example.net": "GUEST", "p1@example.net": "GUEST",
+                      "p2@example.net": "GUEST"}
+    notice = product.hop.handler.delivered[1]
+    assert notice.rcpt_tos == [BOSS]
+    text = email.message_from_bytes(notice.content, policy=email.policy.default).get_body(
+        ("plain",)).get_content()
+    assert "more attendees than the platform allows (3): 2 were not registered" in text
+    assert "p3@example.net\r\np4@example.net" in text
 
 
 async def test_thunderbird_sequence_create_move_cancel(tmp_path):

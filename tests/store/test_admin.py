@@ -8,7 +8,13 @@ import sys
 from datetime import UTC, datetime
 
 from tests.support.env import clean_env
-from webinar_proxy.store import ConferenceRecord, ConferenceState, Registration
+from webinar_proxy.store import (
+    ConferenceRecord,
+    ConferenceState,
+    PendingRegistration,
+    Registration,
+    RegistrationAction,
+)
 
 PROMPTLY = 60.0
 
@@ -85,6 +91,22 @@ async def test_show(store, store_url):
     code, stdout, _ = await run_cli(store_url, "show", "weekly@example.org")
     assert code == 0
     assert "link: https://my.mts-link.ru/j/demo/1" in stdout.splitlines()
+
+
+async def test_show_counts_registered_and_queued_attendees(store, store_url):
+    await fill(store)
+    await store.change_registrations("boss@example.org", "weekly@example.org", [
+        PendingRegistration(f"p{n}@example.org", RegistrationAction.ADD, "GUEST", None, n)
+        for n in range(3)
+    ] + [PendingRegistration("old@example.org", RegistrationAction.REMOVE)])
+    code, stdout, _ = await run_cli(store_url, "show", "weekly@example.org")
+    assert code == 0
+    lines = stdout.splitlines()
+    assert "registered: 1" in lines
+    assert "pending_registrations: 3" in lines
+    assert "pending_unregistrations: 1" in lines
+    code, stdout, _ = await run_cli(store_url, "show", "weekly@example.org", "--json")
+    assert json.loads(stdout)["pending_registrations"] == 3
 
 
 async def test_show_not_found_and_ambiguous(store, store_url):

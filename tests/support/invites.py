@@ -27,6 +27,7 @@ def invitation(
     status: str | None = None,
     from_address: str | None = None,
     extra_vevent_lines: tuple[str, ...] = (),
+    to: str | None = None,
 ) -> bytes:
     lines = [
         "BEGIN:VCALENDAR", "PRODID:-//webinar-proxy tests//EN", "VERSION:2.0", f"METHOD:{method}",
@@ -50,7 +51,7 @@ def invitation(
         lines.append(f"ATTENDEE;CUTYPE=ROOM;ROLE=NON-PARTICIPANT:mailto:{address}")
     lines += [*extra_vevent_lines, "END:VEVENT", "END:VCALENDAR"]
     ics = "\r\n".join(lines) + "\r\n"
-    to = ", ".join(attendees) or organizer
+    to = to or ", ".join(attendees) or organizer
     sender = from_address or organizer
     return (
         f"From: Organizer <{sender}>\r\nTo: {to}\r\nSubject: {summary}\r\nMIME-Version: 1.0\r\n"

@@ -49,8 +49,18 @@ class Product:
     services: Services
     settings: Settings
     clock: Clock
+    #: Register queued attendees after each message (no scheduler runs here), so the
+    #: fake's state shows them as a relay shows them moments later.
+    drain: bool = True
 
     async def send(self, message: bytes, mail_from: str, rcpts: list[str]) -> tuple[int, str]:
+        try:
+            return await self._send(message, mail_from, rcpts)
+        finally:
+            if self.drain:
+                await self.services.registrations.drain()
+
+    async def _send(self, message: bytes, mail_from: str, rcpts: list[str]) -> tuple[int, str]:
         client = await WireClient.connect("127.0.0.1", self.relay.port)
         try:
             await client.reply()

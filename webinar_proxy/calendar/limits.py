@@ -13,8 +13,10 @@ class CalendarLimits:
     max_objects: int = 16
     #: VEVENTs in one part (a long series with many moved occurrences can have hundreds).
     max_events: int = 1_000
-    #: ATTENDEE properties over all VEVENTs of a part.
-    max_attendees: int = 5_000
+    #: ATTENDEE properties over all VEVENTs of a part: room for the largest meeting the
+    #: platform takes (10,000 attendees) with the organizer, rooms and resources, and a
+    #: few overridden occurrences listing them again.
+    max_attendees: int = 20_000
     #: Occurrences the next-occurrence search may pass over (cancelled, already ended).
     max_skipped_occurrences: int = 5_000
     #: Instances of one VEVENT recurrence rule that an occurrence search may pass,

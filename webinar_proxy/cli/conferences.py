@@ -1,5 +1,9 @@
 """``webinar-proxy conferences list|show|forget``: the administrator's view of the store.
 
+``show`` also counts the attendees registered on the platform and those still queued
+for the background registration worker (``registered``, ``pending_registrations``,
+``pending_unregistrations``).
+
 Reads and edits the store only, never the Webinar platform, and never creates a
 store: a mistyped path is "no store at PATH".  Exit codes: 0 done, 1 no store, not
 found, ambiguous, a live conference to forget without ``--yes``, or the store
@@ -138,6 +142,11 @@ async def _resolve(store: ConferenceStore, uid: str, organizer: str | None) -> C
 async def _show(store: ConferenceStore, args: argparse.Namespace) -> None:
     record = await _resolve(store, args.uid, args.organizer)
     view = record_to_json(record)
+    # Registration runs in the background: how many are done, how many still queued.
+    queued = await store.registration_counts(record.organizer, record.uid)
+    view["registered"] = sum(1 for r in record.registrations if r.address != record.organizer)
+    view["pending_registrations"] = queued["add"]
+    view["pending_unregistrations"] = queued["remove"]
     if args.json:
         print(json.dumps(view, indent=2))
         return

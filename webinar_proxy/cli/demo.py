@@ -124,6 +124,8 @@ async def _demo(folder: Path) -> int:
                 seen = len(sink.delivered)
                 reply = await submit(relay_address, ORGANIZER, list(ATTENDEES), message)
                 await product.settle()
+                # Attendees are registered in the background: show them registered.
+                await product.services.registrations.drain()
                 state = fake.state()
                 print(f"\n== {title}: relay answered {reply}")
                 for path in sink.delivered[seen:]:

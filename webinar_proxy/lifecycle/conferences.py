@@ -15,6 +15,10 @@ went out), the platform's schedule around the meeting's start is searched for th
 marker, and what is found is deleted before the event is created (again).  Such an
 event was never written into mail, so replacing it loses nothing; it cannot be
 adopted as it is, because no read of the API returns an event's join link.
+
+Attendees are not registered while a mail waits: ``ensure`` queues them in the store
+(``_sync_people``) and the registration worker (``registrations.py``) calls
+``register_batch`` for them in the background, 50 per call.
 """
 
 from __future__ import annotations
@@ -27,7 +31,14 @@ from datetime import UTC, datetime, timedelta
 
 from webinar_proxy.invitation import Classification, Engine, EngineOptions, InThreadEngine, check_link
 from webinar_proxy.metrics import NO_METRICS, Metrics
-from webinar_proxy.store import ConferenceRecord, ConferenceState, ConferenceStore, Registration
+from webinar_proxy.store import (
+    ConferenceRecord,
+    ConferenceState,
+    ConferenceStore,
+    PendingRegistration,
+    Registration,
+    RegistrationAction,
+)
 from webinar_proxy.store.records import utc_now
 from webinar_proxy.webinar import (
     ConflictError,
@@ -105,9 +116,14 @@ class Wanted:
     start: datetime
     end: datetime
     recurring: bool
-    people: dict[str, Role]  # address (lower-case) → role
+    people: dict[str, Role]  # address (lower-case) → role; the organizer first
     names: dict[str, str] = dataclasses.field(default_factory=dict)  # address → display name
-    skipped_over_limit: int = 0
+    #: Attendees over ``policy.max_attendees``, in invitation order: not registered.
+    left_out: tuple[str, ...] = ()
+
+    @property
+    def skipped_over_limit(self) -> int:
+        return len(self.left_out)
 
     @property
     def duration(self) -> timedelta:
@@ -135,14 +151,29 @@ def wanted_from(c: Classification, now: datetime, max_attendees: int) -> Wanted:
         people[address] = Role.LECTURER if (attendee.role or "").upper() == "CHAIR" else Role.GUEST
         if attendee.name and attendee.name.lower() != address:
             names[address] = attendee.name
-    skipped = max(0, len(people) - max_attendees)
-    if skipped:
-        people = dict(list(people.items())[:max_attendees])
+    # The limit counts attendees; the organizer (first, as ADMIN) comes on top.
+    everyone = list(people.items())
+    left_out = tuple(address for address, _ in everyone[1 + max_attendees:])
+    if left_out:
+        people = dict(everyone[:1 + max_attendees])
     return Wanted(
         summary=(c.summary or "").strip() or "Meeting",
         start=start, end=end, recurring=c.recurring, people=people, names=names,
-        skipped_over_limit=skipped,
+        left_out=left_out,
     )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RegistrationProgress:
+    """How far the background registration of one conference's attendees has come."""
+
+    registered: int  # attendees registered on the platform (the organizer not counted)
+    total: int  # attendees to be registered
+    left_out: tuple[str, ...] = ()  # attendees over the limit, never registered
+
+    @property
+    def pending(self) -> int:
+        return max(self.total - self.registered, 0)
 
 
 class ConferenceManager:
@@ -158,6 +189,8 @@ class ConferenceManager:
         metrics: Metrics = NO_METRICS,
         engine: Engine | None = None,
     ) -> None:
+        #: Called when registrations were queued (the worker of this process wakes up).
+        self.on_queued: Callable[[], None] | None = None
         self.metrics = metrics
         #: Where next occurrences are computed (never the event loop).
         self.engine: Engine = engine or InThreadEngine()
@@ -184,13 +217,20 @@ class ConferenceManager:
         self.metrics.conference_operation(kind, "ok")
         return result
 
+    async def progress(self, c: Classification, record: ConferenceRecord) -> RegistrationProgress:
+        """Registered attendees of ``record`` against those ``c`` invites (within the limit)."""
+        wanted = wanted_from(c, self.clock(), self.max_attendees)
+        attendees = set(wanted.people) - {record.organizer}
+        done = {r.address.lower() for r in record.registrations}
+        return RegistrationProgress(len(attendees & done), len(attendees), wanted.left_out)
+
     async def _ensure(self, c: Classification, record: ConferenceRecord | None) -> ConferenceRecord:
         assert c.organizer and c.uid
         now = self.clock()
         wanted = wanted_from(c, now, self.max_attendees)
-        if wanted.skipped_over_limit:
-            log.warning("uid=%s: %d attendees over the platform's limit of %d are not registered",
-                        c.uid, wanted.skipped_over_limit, self.max_attendees)
+        if wanted.left_out:
+            log.warning("uid=%s: %d attendees over the limit of %d (policy.max_attendees) are "
+                        "not registered", c.uid, len(wanted.left_out), self.max_attendees)
         if record is not None and record.state == ConferenceState.PENDING_DELETE:
             await self._delete_on_platform(record)  # the old one must go before a new one
             record = None
@@ -345,40 +385,76 @@ class ConferenceManager:
     async def _sync_people(
         self, record: ConferenceRecord, people: dict[str, Role], names: dict[str, str]
     ) -> ConferenceRecord:
+        """Queue the (un)registrations that bring the platform to ``people``.
+
+        Nothing is registered here: the registration worker does it in the background
+        (``register_batch``), so the mail waits only for the event, session and link.
+        """
+        registered = {r.address.lower() for r in record.registrations}
+        pending = {p.address: p for p in await self.store.pending_registrations(
+            record.organizer, record.uid)}
+        wanted: dict[str, PendingRegistration] = {}
+        for position, (address, role) in enumerate(people.items()):
+            if address not in registered:
+                wanted[address] = PendingRegistration(
+                    address, RegistrationAction.ADD, str(role), names.get(address), position)
+        for address in registered - set(people):
+            wanted[address] = PendingRegistration(address, RegistrationAction.REMOVE)
+        upsert = [item for address, item in wanted.items() if pending.get(address) != item]
+        drop = [address for address in pending if address not in wanted]
+        await self._queue(record, upsert, drop)
+        return record
+
+    async def _queue(self, record: ConferenceRecord, upsert: list[PendingRegistration],
+                     drop: list[str]) -> None:
+        if upsert or drop:
+            await self.store.change_registrations(record.organizer, record.uid, upsert, drop)
+        if upsert and self.on_queued is not None:
+            self.on_queued()
+
+    async def register_batch(
+        self, record: ConferenceRecord, items: Iterable[PendingRegistration]
+    ) -> ConferenceRecord:
+        """Carry out one batch of queued registrations (all adds or all removes, at most
+        one ``invite`` call's worth) and write the result into the record.
+
+        Idempotent: an attendee already registered (a batch repeated after a crash) is
+        recognised, on the platform and in the record.  The caller holds the key lock.
+        """
         assert record.session_id is not None
         stored = {r.address.lower(): r for r in record.registrations}
-        added = [address for address in people if address not in stored]
-        removed = [r for address, r in stored.items() if address not in people]
-        registrations = [r for r in record.registrations if r.address.lower() in people]
-        if added:
-            done = await self.client.invite(
-                record.session_id,
-                [Invitee(email=a, name=names.get(a), role=people[a]) for a in added],
-            )
+        adds = [i for i in items if i.action is RegistrationAction.ADD and i.address not in stored]
+        removes = [stored[i.address] for i in items
+                   if i.action is RegistrationAction.REMOVE and i.address in stored]
+        registrations = list(record.registrations)
+        if adds:
+            done = await self.client.invite(record.session_id, [
+                Invitee(email=i.address, name=i.name, role=Role(i.role)) for i in adds])
             ids = {r.email.lower(): r.participation_id for r in done}
-            if any(a not in ids for a in added):  # skipped by the platform: look them up
-                for p in await self.client.list_registrations(record.session_id):
+            if any(i.address not in ids for i in adds):  # skipped by the platform: look them up
+                for p in await self.client.list_registrations(record.session_id, per_page=500):
                     ids.setdefault(p.email.lower(), p.participation_id)
-            registrations += [Registration(a, str(people[a]), ids.get(a)) for a in added]
-        if removed:
+            registrations += [Registration(i.address, i.role, ids.get(i.address)) for i in adds]
+        if removes:
             await self.client.remove_registrations(
-                r.participation_id for r in removed if r.participation_id is not None
+                r.participation_id for r in removes if r.participation_id is not None
             )
-        if not (added or removed):
+            gone = {r.address.lower() for r in removes}
+            registrations = [r for r in registrations if r.address.lower() not in gone]
+        if not (adds or removes):
             return record
+        self.metrics.conference_operation("register" if adds else "unregister", "ok")
         return await self.store.put(dataclasses.replace(record, registrations=tuple(registrations)))
 
     async def unregister(self, record: ConferenceRecord, addresses: Iterable[str]) -> ConferenceRecord:
+        """Queue the unregistration of ``addresses`` (and drop their pending registration)."""
         gone = {a.lower() for a in addresses} - {record.organizer}
-        removed = [r for r in record.registrations if r.address.lower() in gone]
-        if not removed:
-            return record
-        await self.client.remove_registrations(
-            r.participation_id for r in removed if r.participation_id is not None
-        )
-        kept = tuple(r for r in record.registrations if r.address.lower() not in gone)
-        self.metrics.conference_operation("unregister", "ok")
-        return await self.store.put(dataclasses.replace(record, registrations=kept))
+        registered = {r.address.lower() for r in record.registrations}
+        pending = {p.address for p in await self.store.pending_registrations(
+            record.organizer, record.uid)}
+        removes = [PendingRegistration(a, RegistrationAction.REMOVE) for a in sorted(gone & registered)]
+        await self._queue(record, removes, sorted((gone & pending) - registered))
+        return record
 
     # -- occurrences ----------------------------------------------------------------
 
@@ -441,6 +517,7 @@ class ConferenceManager:
                 record, state=ConferenceState.PENDING_DELETE, delete_attempts=attempts,
                 next_attempt_at=self.clock() + wait, last_error=f"{reason}: {exc}"[:500],
             ))
+        await self.store.finish_registrations(record.organizer, record.uid)
         log.info("uid=%s organizer=%s: conference deleted (%s)", record.uid, record.organizer, reason)
         self.metrics.conference_operation("delete", "ok")
         return await self.store.put(dataclasses.replace(

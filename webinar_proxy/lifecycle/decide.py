@@ -112,11 +112,14 @@ def decide(
     *,
     always: bool = False,
     rcpt_tos: Iterable[str] = (),
+    queued: Iterable[str] = (),
 ) -> Decision:
     """The action for a classified mail whose organizer the relay serves.
 
     ``always``: the organizer's domain is one where every meeting gets a conference.
     ``rcpt_tos``: the mail's envelope recipients (who a CANCEL really goes to).
+    ``queued``: attendees queued for registration, not registered yet (they count as
+    registered: the background worker registers them moments later).
     """
     if not (c.processable and c.is_imip and c.uid and c.organizer):
         return Decision(Action.PASS, c.reason or "not a calendar invitation")
@@ -129,7 +132,7 @@ def decide(
             return Decision(Action.INSERT_LINK, "not from the organizer: stored link inserted")
         return Decision(Action.PASS, "not from the organizer")
     if method == "CANCEL":
-        return _decide_cancel(c, live, _addresses(rcpt_tos))
+        return _decide_cancel(c, live, _addresses(rcpt_tos), _addresses(queued))
     requested = c.conference_requested or always
     if live is None:
         if requested and c.next_occurrence is None:
@@ -174,7 +177,7 @@ def after_request(c: Classification, record: ConferenceRecord, rcpt_tos: Iterabl
 
 
 def _decide_cancel(c: Classification, live: ConferenceRecord | None,
-                   rcpts: frozenset[str]) -> Decision:
+                   rcpts: frozenset[str], queued: frozenset[str] = frozenset()) -> Decision:
     if live is None:
         return Decision(Action.PASS, "CANCEL of a meeting without a conference")
     if c.recurrence_ids and not c.has_master:
@@ -183,7 +186,7 @@ def _decide_cancel(c: Classification, live: ConferenceRecord | None,
         return Decision(Action.CANCEL, "meeting cancelled")
     organizer = live.organizer.lower()
     book = Bookkeeping.of(live)
-    registered = frozenset(r.address.lower() for r in live.registrations) - {organizer}
+    registered = (frozenset(r.address.lower() for r in live.registrations) | queued) - {organizer}
     known = book.attendees | registered
     lines = frozenset(a.address.lower() for a in c.attendees) - {organizer}
     if rcpts and rcpts <= {organizer}:

@@ -49,7 +49,13 @@ from webinar_proxy.lifecycle.decide import (
 from webinar_proxy.lifecycle.notices import Notice, NoticeKind, build_notice
 from webinar_proxy.seam import InboundMessage, Processed, TemporaryFailure
 from webinar_proxy.settings import PolicySettings
-from webinar_proxy.store import ConferenceRecord, ConferenceState, ConferenceStore, StoreError
+from webinar_proxy.store import (
+    ConferenceRecord,
+    ConferenceState,
+    ConferenceStore,
+    RegistrationAction,
+    StoreError,
+)
 from webinar_proxy.webinar import RejectedError, WebinarError
 
 log = logging.getLogger("webinar_proxy.lifecycle")
@@ -134,7 +140,8 @@ class InvitationPipeline:
         try:
             async with self.store.key_lock(c.organizer, c.uid):
                 record = await self.store.get(c.organizer, c.uid)
-                decision = decide(c, record, always=always, rcpt_tos=message.rcpt_tos)
+                decision = decide(c, record, always=always, rcpt_tos=message.rcpt_tos,
+                                  queued=await self._queued(c, record))
                 if not c.from_organizer and (c.conference_requested or c.has_our_link or always
                                              or live_record(record) is not None):
                     self._hint_untrusted_sender(message, c, sender)
@@ -144,6 +151,13 @@ class InvitationPipeline:
         except StoreError as exc:
             log.error("conference store unavailable: %s", exc)
             raise TemporaryFailure("Conference store unavailable, try again later") from None
+
+    async def _queued(self, c: Classification, record: ConferenceRecord | None) -> list[str]:
+        """Attendees of a CANCEL's conference still waiting to be registered."""
+        if record is None or (c.method or "").upper() != "CANCEL":
+            return []
+        return [p.address for p in await self.store.pending_registrations(c.organizer or "", c.uid or "")
+                if p.action is RegistrationAction.ADD]
 
     def _trusted_senders(self) -> frozenset[str]:
         return frozenset(address.lower() for address in self.policy.trusted_senders)
@@ -236,7 +250,12 @@ class InvitationPipeline:
         key = (c.organizer, c.uid)
         if created or key in self._unannounced:
             self._unannounced.discard(key)
-            after.queue(Notice(NoticeKind.CREATED, c.organizer, record.summary, record.link))
+            progress = await self.manager.progress(c, record)
+            after.queue(Notice(
+                NoticeKind.CREATED, c.organizer, record.summary, record.link,
+                registered=progress.registered, total=progress.total,
+                left_out=progress.left_out, limit=self.manager.max_attendees,
+            ))
             after.announces(key)
         return await self._rewrite(message.content, c.uid, record.link)
 
@@ -288,6 +307,7 @@ class InvitationFollowUp:
         self._pipeline = pipeline
         self._notices: list[Notice] = []
         self._announcing: tuple[str, str] | None = None
+        self._uid = ""
 
     def queue(self, notice: Notice) -> None:
         if self._pipeline.policy.notify_organizer and self._pipeline.send_notice is not None:
@@ -295,8 +315,19 @@ class InvitationFollowUp:
 
     def announces(self, key: tuple[str, str]) -> None:
         """The queued creation notice announces the conference of ``key`` (organizer, UID)."""
+        self._uid = key[1]
         if self._notices:
             self._announcing = key
+
+    async def _refresh(self, notice: Notice) -> Notice:
+        """A creation notice counts the registrations done by the time it is sent."""
+        if notice.registered is None or notice.registered >= notice.total:
+            return notice
+        try:
+            counts = await self._pipeline.store.registration_counts(notice.organizer, self._uid)
+        except StoreError:
+            return notice  # the count taken while processing will do
+        return dataclasses.replace(notice, registered=max(notice.total - counts["add"], 0))
 
     async def aborted(self) -> None:
         unannounced = self._pipeline._unannounced
@@ -309,6 +340,7 @@ class InvitationFollowUp:
             return
         for notice in self._notices:
             try:
+                notice = await self._refresh(notice)
                 data = build_notice(notice, language=pipeline.policy.language,
                                     sender=pipeline.policy.notice_from)
                 await pipeline.send_notice("", [notice.organizer], data)

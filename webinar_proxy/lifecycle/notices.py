@@ -65,6 +65,31 @@ _TEXTS = {
 }
 
 
+#: Paragraphs added to a creation notice: registration still in progress, and
+#: attendees over the limit.  ``{registered}``/``{total}`` are formatted with
+#: thousands separators; ``{left_out}`` lists at most ``LEFT_OUT_LISTED`` addresses.
+_EXTRAS = {
+    "ru": {
+        "progress": "Участники регистрируются в фоне: пока зарегистрировано {registered} из "
+                    "{total}.\nОстальные будут зарегистрированы в ближайшие минуты; ссылка уже "
+                    "действует.\n",
+        "left_out": "Участников больше, чем допускает платформа ({limit}): {count} не "
+                    "зарегистрированы:\n{left_out}\n",
+    },
+    "en": {
+        "progress": "Attendees are being registered in the background: {registered} of {total} "
+                    "registered so far.\nThe others follow within minutes; the link works "
+                    "already.\n",
+        "left_out": "There are more attendees than the platform allows ({limit}): {count} were "
+                    "not registered:\n{left_out}\n",
+    },
+}
+LEFT_OUT_LISTED = 50
+#: Registration is mentioned only when more than one batch (one API call) is left:
+#: a small meeting is registered moments after its notice goes out.
+PROGRESS_MENTIONED_ABOVE = 50
+
+
 @dataclass(frozen=True, slots=True)
 class Notice:
     kind: NoticeKind
@@ -72,10 +97,22 @@ class Notice:
     summary: str
     link: str | None = None
     reason: str = ""
+    #: Creation notices of meetings still registering: how far it has come.
+    registered: int | None = None
+    total: int = 0
+    #: Attendees over ``policy.max_attendees`` (never registered), and that limit.
+    left_out: tuple[str, ...] = ()
+    limit: int = 0
 
 
 def _one_line(text: str) -> str:
     return re.sub(r"[\x00-\x1f\x7f\s]+", " ", text).strip()
+
+
+def _count(number: int, language: str) -> str:
+    """``10,000`` (English) or ``10 000`` (Russian, a no-break space)."""
+    text = f"{number:,}"
+    return text.replace(",", "\u00a0") if language == "ru" else text
 
 
 def build_notice(notice: Notice, *, language: str, sender: str = "") -> bytes:
@@ -92,5 +129,19 @@ def build_notice(notice: Notice, *, language: str, sender: str = "") -> bytes:
     message["Message-ID"] = make_msgid(domain=domain)
     # RFC 3834: an automatic message; vacation responders must not answer it.
     message["Auto-Submitted"] = "auto-generated"
-    message.set_content(body.format(**values), charset="utf-8")
+    text = body.format(**values)
+    extras = _EXTRAS.get(language, _EXTRAS["en"])
+    if notice.registered is not None and notice.total - notice.registered > PROGRESS_MENTIONED_ABOVE:
+        text += "\n" + extras["progress"].format(
+            registered=_count(notice.registered, language), total=_count(notice.total, language))
+    if notice.left_out:
+        listed = list(notice.left_out[:LEFT_OUT_LISTED])
+        more = len(notice.left_out) - len(listed)
+        if more:
+            listed.append(("… и ещё " if language == "ru" else "… and ") + _count(more, language)
+                          + ("" if language == "ru" else " more"))
+        text += "\n" + extras["left_out"].format(
+            limit=_count(notice.limit, language), count=_count(len(notice.left_out), language),
+            left_out="\n".join(listed))
+    message.set_content(text, charset="utf-8")
     return message.as_bytes()

@@ -9,6 +9,11 @@
   ``creating`` row without event id may still have an event whose answer was lost;
   it is found by the marker in its description (``ConferenceManager.delete``).
 * Deleted rows older than the retention period: purge them.
+* Attendees queued for (un)registration: the ``RegistrationWorker`` loop, run beside
+  the timer (``registrations.py``).
+
+All of it is background work on the shared API pace (``background_calls``): calls a
+mail waits for go first.
 
 Next occurrences are computed by the engine pool, like everything the engine does;
 a record whose calendar cannot be read this round (worker stopped, unreadable) is
@@ -28,11 +33,16 @@ from datetime import datetime, timedelta
 
 from webinar_proxy.invitation import EngineError, EngineUnavailable
 from webinar_proxy.lifecycle.conferences import ConferenceManager
+from webinar_proxy.lifecycle.registrations import RegistrationWorker
 from webinar_proxy.settings import SchedulerSettings
 from webinar_proxy.store import ConferenceState, ConferenceStore, StoreError
 from webinar_proxy.webinar import WebinarError
+from webinar_proxy.webinar.pacing import background_calls
 
 log = logging.getLogger("webinar_proxy.scheduler")
+
+#: Seconds the registration worker gets to finish its batch when the relay stops.
+STOP_GRACE_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +67,9 @@ class Scheduler:
         self.store = store
         self.settings = settings
         self.retention = retention
+        self.registrations = RegistrationWorker(
+            manager, store, lease_seconds=settings.registration_lease_seconds
+        )
 
     async def run_once(self, now: datetime | None = None) -> PassReport:
         now = now or self.manager.clock()
@@ -69,6 +82,7 @@ class Scheduler:
         pending_deletes = await self.store.list(ConferenceState.PENDING_DELETE)
         metrics.set_scheduler_queue("pending_deletes", len(pending_deletes))
         metrics.set_scheduler_queue("due_rollovers", len(await self.store.due_rollovers(now)))
+        metrics.set_scheduler_queue("registrations", await self.store.queued_registrations())
         if report != PassReport():
             log.info("scheduler pass: %s", report)
         return report
@@ -121,6 +135,19 @@ class Scheduler:
         return cleaned
 
     async def run_forever(self, stop: asyncio.Event) -> None:
+        with background_calls():
+            worker = asyncio.create_task(self.registrations.run_forever(stop))
+            try:
+                await self._timer(stop)
+            finally:
+                # A batch cut short is repeated later, harmlessly: give it a moment only.
+                done, _ = await asyncio.wait([worker], timeout=STOP_GRACE_SECONDS)
+                if not done:
+                    worker.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await worker
+
+    async def _timer(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
                 await self.run_once()

@@ -27,6 +27,8 @@ from webinar_proxy.store.records import (
     COLUMNS,
     ConferenceRecord,
     ConferenceState,
+    PendingRegistration,
+    RegistrationClaim,
     StoreConfigError,
     StoreError,
     redact_url,
@@ -81,6 +83,29 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE conferences ADD COLUMN cancel_sequence bigint",
         "ALTER TABLE conferences ADD COLUMN cancelled_to text[] NOT NULL DEFAULT '{}'",
     ),
+    (
+        # Attendees still to (un)register on the platform: the background work queue.
+        """
+        CREATE TABLE registration_queue (
+            organizer text NOT NULL,
+            uid text NOT NULL,
+            address text NOT NULL,
+            action text NOT NULL CHECK (action IN ('add', 'remove')),
+            role text NOT NULL,
+            name text,
+            position integer NOT NULL DEFAULT 0,
+            queued_at timestamptz NOT NULL,
+            lease_owner text,
+            lease_until timestamptz,
+            attempts integer NOT NULL DEFAULT 0,
+            PRIMARY KEY (organizer, uid, address)
+        )
+        """,
+        "CREATE INDEX registration_queue_order ON registration_queue (queued_at, position)",
+        # The next free request slot per API key (a hash of the token), in epoch seconds
+        # of the database's clock, so the relays' hosts need not agree on the time.
+        "CREATE TABLE api_pace (key_hash text PRIMARY KEY, next_slot double precision NOT NULL)",
+    ),
 )
 
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM conferences"
@@ -104,6 +129,43 @@ _WAITERS = """
       AND objid::bigint = wanted.key & 4294967295
 """
 _MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
+
+_QUEUE_FIELDS = "address, action, role, name, position"
+_EPOCH = "extract(epoch FROM clock_timestamp())::float8"
+# One statement: reserve the key's next slot if it is near enough, else change nothing.
+_RESERVE = f"""
+    INSERT INTO api_pace AS p (key_hash, next_slot) VALUES (%(key)s, {_EPOCH} + %(interval)s)
+    ON CONFLICT (key_hash) DO UPDATE
+        SET next_slot = greatest(p.next_slot, {_EPOCH}) + %(interval)s
+        WHERE p.next_slot - {_EPOCH} <= %(max_wait)s
+    RETURNING greatest(p.next_slot - %(interval)s - {_EPOCH}, 0)
+"""
+_PUSH = f"""
+    INSERT INTO api_pace AS p (key_hash, next_slot) VALUES (%(key)s, {_EPOCH} + %(seconds)s)
+    ON CONFLICT (key_hash) DO UPDATE SET next_slot = greatest(p.next_slot, excluded.next_slot)
+"""
+# One statement: the oldest conference with rows nobody holds, and up to LIMIT of its
+# rows of that action, leased; SKIP LOCKED lets relays claiming at once pass each other.
+_CLAIM = f"""
+    WITH target AS (
+        SELECT organizer, uid, action FROM registration_queue
+        WHERE lease_until IS NULL OR lease_until < now()
+        ORDER BY queued_at, position LIMIT 1
+        FOR UPDATE SKIP LOCKED
+    ), batch AS (
+        SELECT q.organizer, q.uid, q.address FROM registration_queue q
+        JOIN target t ON q.organizer = t.organizer AND q.uid = t.uid AND q.action = t.action
+        WHERE q.lease_until IS NULL OR q.lease_until < now()
+        ORDER BY q.position, q.address LIMIT %(limit)s
+        FOR UPDATE OF q SKIP LOCKED
+    )
+    UPDATE registration_queue r
+    SET lease_owner = %(owner)s, lease_until = now() + make_interval(secs => %(lease)s),
+        attempts = r.attempts + 1
+    FROM batch b
+    WHERE r.organizer = b.organizer AND r.uid = b.uid AND r.address = b.address
+    RETURNING r.organizer, r.uid, {", ".join("r." + f for f in _QUEUE_FIELDS.split(", "))}
+"""
 
 _DRIVER_ERRORS = (psycopg.Error, psycopg_pool.PoolTimeout, psycopg_pool.PoolClosed)
 
@@ -281,6 +343,7 @@ class PostgresStore:
         return rows[0]
 
     async def forget(self, organizer: str, uid: str) -> bool:
+        await self.finish_registrations(organizer, uid)
         deleted = await self._execute(
             "forget",
             "DELETE FROM conferences WHERE organizer = %s AND uid = %s",
@@ -331,6 +394,98 @@ class PostgresStore:
             "DELETE FROM conferences WHERE state = 'deleted' AND deleted_at < %s",
             (older_than,),
         )
+
+    async def pending_registrations(
+        self, organizer: str, uid: str
+    ) -> builtins.list[PendingRegistration]:
+        rows = await self._fetch(
+            "pending_registrations",
+            f"SELECT {_QUEUE_FIELDS} FROM registration_queue WHERE organizer = %s AND uid = %s"
+            " ORDER BY position, address", (organizer.lower(), uid),
+        )
+        return [PendingRegistration(*row) for row in rows]
+
+    async def change_registrations(
+        self, organizer: str, uid: str, upsert: Sequence[PendingRegistration],
+        drop: Sequence[str] = (),
+    ) -> None:
+        if not (upsert or drop):
+            return
+        key = (organizer.lower(), uid)
+        with self._errors("change_registrations"):
+            async with self._pool.connection() as conn, conn.transaction():
+                if drop:
+                    await conn.execute(
+                        "DELETE FROM registration_queue WHERE organizer = %s AND uid = %s"
+                        " AND address = ANY(%s)", (*key, [a.lower() for a in drop]),
+                    )
+                if upsert:
+                    # One statement for any number of rows (10,000 attendees at once).
+                    await conn.execute(
+                        "INSERT INTO registration_queue (organizer, uid, address, action, role,"
+                        " name, position, queued_at)"
+                        " SELECT %s, %s, a, act, r, n, p, now()"
+                        " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::int[])"
+                        " AS u(a, act, r, n, p)"
+                        " ON CONFLICT (organizer, uid, address) DO UPDATE SET"
+                        " action = excluded.action, role = excluded.role, name = excluded.name,"
+                        " position = excluded.position, lease_owner = NULL, lease_until = NULL",
+                        (*key, [i.address for i in upsert], [str(i.action) for i in upsert],
+                         [i.role for i in upsert], [i.name for i in upsert],
+                         [i.position for i in upsert]),
+                    )
+
+    async def claim_registrations(
+        self, owner: str, lease_seconds: float, limit: int
+    ) -> RegistrationClaim | None:
+        rows = await self._fetch(
+            "claim_registrations", _CLAIM,
+            {"owner": owner, "lease": float(lease_seconds), "limit": limit},
+        )
+        if not rows:
+            return None
+        items = sorted((PendingRegistration(*row[2:]) for row in rows),
+                       key=lambda item: (item.position, item.address))
+        return RegistrationClaim(rows[0][0], rows[0][1], tuple(items))
+
+    async def finish_registrations(
+        self, organizer: str, uid: str, addresses: Sequence[str] | None = None
+    ) -> int:
+        if addresses is None:
+            return await self._execute(
+                "finish_registrations",
+                "DELETE FROM registration_queue WHERE organizer = %s AND uid = %s",
+                (organizer.lower(), uid),
+            )
+        return await self._execute(
+            "finish_registrations",
+            "DELETE FROM registration_queue WHERE organizer = %s AND uid = %s"
+            " AND address = ANY(%s)", (organizer.lower(), uid, [a.lower() for a in addresses]),
+        )
+
+    async def registration_counts(self, organizer: str, uid: str) -> dict[str, int]:
+        rows = await self._fetch(
+            "registration_counts",
+            "SELECT action, count(*) FROM registration_queue WHERE organizer = %s AND uid = %s"
+            " GROUP BY action", (organizer.lower(), uid),
+        )
+        counts = {"add": 0, "remove": 0}
+        counts.update({action: int(count) for action, count in rows})
+        return counts
+
+    async def queued_registrations(self) -> int:
+        rows = await self._fetch("queued_registrations", "SELECT count(*) FROM registration_queue")
+        return int(rows[0][0])
+
+    async def reserve_api_slot(self, key: str, interval: float, max_wait: float) -> float | None:
+        rows = await self._fetch(
+            "reserve_api_slot", _RESERVE,
+            {"key": key, "interval": float(interval), "max_wait": float(max_wait)},
+        )
+        return float(rows[0][0]) if rows else None
+
+    async def push_api_slot(self, key: str, seconds: float) -> None:
+        await self._execute("push_api_slot", _PUSH, {"key": key, "seconds": float(seconds)})
 
     def key_lock(self, organizer: str, uid: str) -> contextlib.AbstractAsyncContextManager[None]:
         return self._hold(self._lock_name(organizer, uid))

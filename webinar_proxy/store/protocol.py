@@ -7,11 +7,17 @@ raise ``StoreError`` and nothing else (apart from cancellation).
 from __future__ import annotations
 
 import builtins
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from webinar_proxy.store.records import ConferenceRecord, ConferenceState
+from webinar_proxy.store.records import (
+    ConferenceRecord,
+    ConferenceState,
+    PendingRegistration,
+    RegistrationClaim,
+)
 
 DEFAULT_BATCH = 100
 
@@ -76,3 +82,43 @@ class ConferenceStore(Protocol):
         served first come, first served; different keys never wait on each other.
         The lock is released when the block exits, also on an exception or cancellation.
         """
+
+    # -- the registration queue (background work, see lifecycle/registrations.py) ----
+
+    async def pending_registrations(
+        self, organizer: str, uid: str
+    ) -> builtins.list[PendingRegistration]:
+        """The queued registrations of one conference, in ``position`` order."""
+
+    async def change_registrations(
+        self, organizer: str, uid: str, upsert: Sequence[PendingRegistration],
+        drop: Sequence[str] = (),
+    ) -> None:
+        """In one transaction: drop the queued rows of ``drop`` addresses, then insert
+        or replace ``upsert`` (a replaced row loses its lease)."""
+
+    async def claim_registrations(
+        self, owner: str, lease_seconds: float, limit: int
+    ) -> RegistrationClaim | None:
+        """Lease up to ``limit`` queued rows of one conference, all of one action: the
+        oldest conference's whose rows nobody holds (or whose lease expired)."""
+
+    async def finish_registrations(
+        self, organizer: str, uid: str, addresses: Sequence[str] | None = None
+    ) -> int:
+        """Drop the queued rows of ``addresses`` (all of the conference's when None)."""
+
+    async def registration_counts(self, organizer: str, uid: str) -> dict[str, int]:
+        """Queued rows of one conference by action: ``{"add": n, "remove": m}``."""
+
+    async def queued_registrations(self) -> int:
+        """Queued rows of every conference (for the metrics)."""
+
+    # -- the shared API pace (webinar.pacing.SlotBook) --------------------------------
+
+    async def reserve_api_slot(self, key: str, interval: float, max_wait: float) -> float | None:
+        """Reserve the next request slot of ``key`` (a hash of the API token) if it is at
+        most ``max_wait`` seconds away: the seconds to wait for it, else None."""
+
+    async def push_api_slot(self, key: str, seconds: float) -> None:
+        """No request slot of ``key`` before ``seconds`` from now."""

@@ -64,6 +64,39 @@ class Registration:
     participation_id: int | None = None
 
 
+class RegistrationAction(enum.StrEnum):
+    ADD = "add"
+    REMOVE = "remove"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PendingRegistration:
+    """One attendee to register (``add``) or unregister (``remove``) in the background.
+
+    Rows live in the store's registration queue until the platform call is done and
+    the conference record says so; ``position`` orders them as the invitation did.
+    """
+
+    address: str
+    action: RegistrationAction
+    role: str = "GUEST"
+    name: str | None = None
+    position: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "address", self.address.lower())
+        object.__setattr__(self, "action", RegistrationAction(self.action))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RegistrationClaim:
+    """A batch of one conference's queued registrations, leased to one worker."""
+
+    organizer: str
+    uid: str
+    items: tuple[PendingRegistration, ...]
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class ConferenceRecord:
     """Everything stored about the conference of one (organizer, UID)."""

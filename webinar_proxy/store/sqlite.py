@@ -5,6 +5,9 @@ the event loop never blocks on disk or on another process's write lock (which
 ``busy_timeout`` waits out).  Datetimes are stored as fixed-width ISO 8601 UTC
 text, so text comparison orders them; lists are JSON text; the calendar a BLOB.
 The per-key lock is in-process (``KeyLocks``): SQLite is the one-instance setup.
+The registration queue and the API pace are written in ``BEGIN IMMEDIATE``
+transactions, so every process on the file (a relay, a second relay for a short
+overlap, ``conferences`` commands) shares them.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote
@@ -28,6 +31,8 @@ from webinar_proxy.store.records import (
     COLUMNS,
     ConferenceRecord,
     ConferenceState,
+    PendingRegistration,
+    RegistrationClaim,
     StoreConfigError,
     StoreError,
     as_utc,
@@ -81,6 +86,28 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE conferences ADD COLUMN cancel_sequence INTEGER",
         "ALTER TABLE conferences ADD COLUMN cancelled_to TEXT NOT NULL DEFAULT '[]'",
     ),
+    (
+        # Attendees still to (un)register on the platform: the background work queue.
+        """
+        CREATE TABLE registration_queue (
+            organizer TEXT NOT NULL,
+            uid TEXT NOT NULL,
+            address TEXT NOT NULL,
+            action TEXT NOT NULL CHECK (action IN ('add', 'remove')),
+            role TEXT NOT NULL,
+            name TEXT,
+            position INTEGER NOT NULL DEFAULT 0,
+            queued_at TEXT NOT NULL,
+            lease_owner TEXT,
+            lease_until TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (organizer, uid, address)
+        )
+        """,
+        "CREATE INDEX registration_queue_order ON registration_queue (queued_at, position)",
+        # The next free request slot per API key (a hash of the token), in epoch seconds.
+        "CREATE TABLE api_pace (key_hash TEXT PRIMARY KEY, next_slot REAL NOT NULL)",
+    ),
 )
 #: Columns holding a list of addresses as JSON text.
 _ADDRESS_LIST_COLUMNS = frozenset({"attendees", "mailed_to", "cancelled_to"})
@@ -94,6 +121,7 @@ _UPSERT = (
     + f" RETURNING {', '.join(COLUMNS)}"
 )
 _ORDER = " ORDER BY created_at, organizer, uid"
+_QUEUE_FIELDS = "address, action, role, name, position"
 _DATETIME_COLUMNS = frozenset(
     {"booked_start", "booked_end", "created_at", "updated_at", "deleted_at", "next_attempt_at"}
 )
@@ -289,6 +317,7 @@ class SqliteStore:
         return await self._call(self._db_upsert, _encode(stamp_for_write(record)))
 
     async def forget(self, organizer: str, uid: str) -> bool:
+        await self.finish_registrations(organizer, uid)
         deleted = await self._call(
             self._db_execute,
             "DELETE FROM conferences WHERE organizer = ? AND uid = ?",
@@ -343,6 +372,143 @@ class SqliteStore:
 
     def key_lock(self, organizer: str, uid: str) -> AbstractAsyncContextManager[None]:
         return self._locks.hold((organizer.lower(), uid))
+
+    # The registration queue and the API pace: write transactions taken with BEGIN
+    # IMMEDIATE, so every process on the file sees them one after the other.
+
+    def _db_transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        connection = self._db()
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(connection)
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+        return result
+
+    async def pending_registrations(
+        self, organizer: str, uid: str
+    ) -> builtins.list[PendingRegistration]:
+        def read(connection: sqlite3.Connection) -> builtins.list[PendingRegistration]:
+            rows = connection.execute(
+                f"SELECT {_QUEUE_FIELDS} FROM registration_queue WHERE organizer = ? AND uid = ?"
+                " ORDER BY position, address", (organizer.lower(), uid),
+            ).fetchall()
+            return [PendingRegistration(*row) for row in rows]
+
+        return await self._call(lambda: read(self._db()))
+
+    async def change_registrations(
+        self, organizer: str, uid: str, upsert: Sequence[PendingRegistration],
+        drop: Sequence[str] = (),
+    ) -> None:
+        key = (organizer.lower(), uid)
+        now = _text(utc_now())
+
+        def change(connection: sqlite3.Connection) -> None:
+            connection.executemany(
+                "DELETE FROM registration_queue WHERE organizer = ? AND uid = ? AND address = ?",
+                [(*key, address.lower()) for address in drop],
+            )
+            connection.executemany(
+                "INSERT INTO registration_queue (organizer, uid, address, action, role, name,"
+                " position, queued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (organizer, uid, address) DO UPDATE SET action = excluded.action,"
+                " role = excluded.role, name = excluded.name, position = excluded.position,"
+                " lease_owner = NULL, lease_until = NULL",
+                [(*key, item.address, str(item.action), item.role, item.name, item.position, now)
+                 for item in upsert],
+            )
+
+        if upsert or drop:
+            await self._call(self._db_transaction, change)
+
+    async def claim_registrations(
+        self, owner: str, lease_seconds: float, limit: int
+    ) -> RegistrationClaim | None:
+        def claim(connection: sqlite3.Connection) -> RegistrationClaim | None:
+            now = utc_now()
+            free = "(lease_until IS NULL OR lease_until < ?)"
+            first = connection.execute(
+                f"SELECT organizer, uid, action FROM registration_queue WHERE {free}"
+                " ORDER BY queued_at, position LIMIT 1", (_text(now),),
+            ).fetchone()
+            if first is None:
+                return None
+            rows = connection.execute(
+                f"SELECT {_QUEUE_FIELDS} FROM registration_queue"
+                f" WHERE organizer = ? AND uid = ? AND action = ? AND {free}"
+                " ORDER BY position, address LIMIT ?", (*first, _text(now), limit),
+            ).fetchall()
+            until = _text(now + timedelta(seconds=lease_seconds))
+            connection.executemany(
+                "UPDATE registration_queue SET lease_owner = ?, lease_until = ?,"
+                " attempts = attempts + 1 WHERE organizer = ? AND uid = ? AND address = ?",
+                [(owner, until, first[0], first[1], row[0]) for row in rows],
+            )
+            return RegistrationClaim(first[0], first[1],
+                                     tuple(PendingRegistration(*row) for row in rows))
+
+        return await self._call(self._db_transaction, claim)
+
+    async def finish_registrations(
+        self, organizer: str, uid: str, addresses: Sequence[str] | None = None
+    ) -> int:
+        key = (organizer.lower(), uid)
+
+        def finish(connection: sqlite3.Connection) -> int:
+            if addresses is None:
+                return connection.execute(
+                    "DELETE FROM registration_queue WHERE organizer = ? AND uid = ?", key
+                ).rowcount
+            return sum(connection.execute(
+                "DELETE FROM registration_queue WHERE organizer = ? AND uid = ? AND address = ?",
+                (*key, address.lower()),
+            ).rowcount for address in addresses)
+
+        return await self._call(self._db_transaction, finish)
+
+    async def registration_counts(self, organizer: str, uid: str) -> dict[str, int]:
+        rows = await self._call(lambda: self._db().execute(
+            "SELECT action, count(*) FROM registration_queue WHERE organizer = ? AND uid = ?"
+            " GROUP BY action", (organizer.lower(), uid),
+        ).fetchall())
+        counts = {"add": 0, "remove": 0}
+        counts.update({action: int(count) for action, count in rows})
+        return counts
+
+    async def queued_registrations(self) -> int:
+        (count,) = await self._call(lambda: self._db().execute(
+            "SELECT count(*) FROM registration_queue").fetchone())
+        return int(count)
+
+    async def reserve_api_slot(self, key: str, interval: float, max_wait: float) -> float | None:
+        def reserve(connection: sqlite3.Connection) -> float | None:
+            row = connection.execute(
+                "SELECT next_slot FROM api_pace WHERE key_hash = ?", (key,)
+            ).fetchone()
+            now = time.time()
+            slot = max(now, row[0]) if row else now
+            if slot - now > max_wait:
+                return None
+            connection.execute(
+                "INSERT INTO api_pace (key_hash, next_slot) VALUES (?, ?) ON CONFLICT (key_hash)"
+                " DO UPDATE SET next_slot = excluded.next_slot", (key, slot + interval),
+            )
+            return slot - now
+
+        return await self._call(self._db_transaction, reserve)
+
+    async def push_api_slot(self, key: str, seconds: float) -> None:
+        def push(connection: sqlite3.Connection) -> None:
+            connection.execute(
+                "INSERT INTO api_pace (key_hash, next_slot) VALUES (?, ?) ON CONFLICT (key_hash)"
+                " DO UPDATE SET next_slot = max(next_slot, excluded.next_slot)",
+                (key, time.time() + seconds),
+            )
+
+        await self._call(self._db_transaction, push)
 
     async def lock_waiters(self, organizer: str, uid: str) -> int:
         """How many tasks of this process wait (not hold) for the key's lock."""

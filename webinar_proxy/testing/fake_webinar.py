@@ -4,7 +4,8 @@ It serves the documented paths under ``/v3`` with the documented form parsing
 (bracket keys; JSON and multipart bodies too), status codes, response shapes and
 error envelope; the platform's behaviour lives in ``fake_platform.FakePlatform``.
 In front of every API call, in this order: fault injection, the optional request
-rate limit (429 with the documented body), then the ``x-auth-token`` check (401
+rate limit (429 with the documented body and ``Retry-After``: the seconds until a
+call would be admitted), then the ``x-auth-token`` check (401
 without a token, 403 with a wrong one); an ``_after`` fault acts on the answer.
 
 Test/demo-only endpoints, outside ``/v3``:
@@ -101,6 +102,8 @@ class RecordedRequest:
     form: dict[str, Any] = field(default_factory=dict)
     status: int | None = None
     authenticated: bool = False
+    #: When the call arrived, on the fake's clock.
+    at: float = 0.0
 
 
 def rate_limit_body(rate: float) -> dict[str, Any]:
@@ -265,7 +268,7 @@ class FakeWebinarServer:
         if not request.path.startswith(API_PREFIX + "/"):
             return await handler(request)
         path = request.path[len(API_PREFIX):]
-        record = RecordedRequest(request.method, path)
+        record = RecordedRequest(request.method, path, at=self._clock())
         self.requests.append(record)
         response = await self._guarded(request, handler, record, path)
         record.status = response.status
@@ -292,8 +295,13 @@ class FakeWebinarServer:
         handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
         record: RecordedRequest,
     ) -> web.StreamResponse:
-        if self.rate_limit > 0 and not self._admit():
-            return web.json_response(rate_limit_body(self.rate_limit), status=429)
+        if self.rate_limit > 0:
+            wait = self._admit()
+            if wait is not None:
+                return web.json_response(
+                    rate_limit_body(self.rate_limit), status=429,
+                    headers={"Retry-After": f"{wait:.3f}"},
+                )
         supplied = request.headers.get("x-auth-token", "").strip()
         if not supplied:
             return web.json_response(TOKEN_NOT_FOUND, status=401)
@@ -377,17 +385,21 @@ class FakeWebinarServer:
             request.transport.abort()
         return web.Response(status=502)
 
-    def _admit(self) -> bool:
-        """Sliding-window limit: at most ``rate`` calls in any one second."""
+    def _admit(self) -> float | None:
+        """Sliding-window limit: at most ``rate`` calls in any one second.
+
+        None when the call is admitted, else the seconds until it would be (sent as
+        ``Retry-After``).  The limit is the key's: all callers with the token share it.
+        """
         window = max(1.0, 1.0 / self.rate_limit)
         capacity = max(1, round(self.rate_limit * window))
         now = self._clock()
         while self._accepted and self._accepted[0] <= now - window:
             self._accepted.popleft()
         if len(self._accepted) >= capacity:
-            return False
+            return max(self._accepted[0] + window - now, 0.001)
         self._accepted.append(now)
-        return True
+        return None
 
     async def _state_handler(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(self.state())

@@ -1,14 +1,17 @@
 """``WebinarClient``: the relay's only contact with the Webinar (MTS Link) user API v3.
 
-One pooled ``httpx.AsyncClient`` per ``WebinarClient``; every operation is paced by a
-token bucket (the platform allows 2 requests/s) and bounded by a per-call deadline,
+One pooled ``httpx.AsyncClient`` per ``WebinarClient``; every operation is paced
+(the platform allows 2 requests/s per key; by default the client keeps 1.8/s, and
+with ``pace=`` a ``SharedPace`` shares that pace with every process using the key,
+see ``pacing.py``) and bounded by a per-call deadline,
 after which ``TemporaryError`` is raised.  Other 4xx answers become
 ``NotFoundError``/``ConflictError``/``RejectedError``/``UnauthorizedError`` at once.
 Requests are form-encoded with bracket keys; answers are JSON.
 
 Which calls retry on which failures (jittered exponential backoff, within the deadline):
 
-* Every call retries a 429 (waiting at least ``Retry-After`` or one request interval)
+* Every call retries a 429, after pushing the pace back by ``Retry-After`` (one
+  second without it) for every caller of the key
   and a failure to connect (``ConnectError``, connect or pool timeout): the platform
   never saw the request.  Failures to connect are retried for ``connect_retry``
   seconds only (10 by default), not the whole deadline: an unreachable platform
@@ -81,7 +84,15 @@ from webinar_proxy.webinar.models import (
     require_list,
     require_mapping,
 )
-from webinar_proxy.webinar.pacing import Backoff, Clock, PacingDeadline, Sleep, TokenBucket
+from webinar_proxy.webinar.pacing import (
+    DEFAULT_RATE,
+    Backoff,
+    Clock,
+    PacingDeadline,
+    SharedPace,
+    Sleep,
+    TokenBucket,
+)
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
@@ -129,6 +140,8 @@ _ID_SEGMENT = re.compile(r"(?<![^/])\d+(?![^/])")
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 #: Seconds a call keeps retrying failures to connect (from the first one).
 CONNECT_RETRY_SECONDS = 10.0
+#: Longest ``Retry-After`` honoured (seconds): a garbled header must not stop the key for hours.
+RETRY_AFTER_CAP = 300.0
 #: Seconds between two ERROR lines saying that the token is not accepted.
 AUTH_ALERT_SECONDS = 60.0
 TOKEN_REJECTED = "the API token is not accepted"
@@ -160,7 +173,7 @@ class WebinarClient:
         api_url: str = DEFAULT_API_URL,
         token: str | SecretStr | None = None,
         *,
-        rate_limit: float = 2.0,
+        rate_limit: float = DEFAULT_RATE,
         connect_timeout: float = 5.0,
         read_timeout: float = 20.0,
         call_deadline: float = 60.0,
@@ -177,6 +190,7 @@ class WebinarClient:
         sleep: Sleep = asyncio.sleep,
         backoff: Backoff | None = None,
         metrics: Metrics | None = None,
+        pace: TokenBucket | SharedPace | None = None,
     ) -> None:
         secret = token.get_secret_value() if hasattr(token, "get_secret_value") else token
         if secret is None:
@@ -199,7 +213,7 @@ class WebinarClient:
         self._sleep = sleep
         self._backoff = backoff or Backoff()
         self._metrics = metrics or NO_METRICS
-        self._bucket = TokenBucket(rate_limit, clock=clock, sleep=sleep)
+        self._bucket = pace or TokenBucket(rate_limit, clock=clock, sleep=sleep)
         self._rate_limit = rate_limit
         self._member_ttl = member_cache_seconds
         self._timezone_ttl = timezone_cache_seconds
@@ -723,7 +737,11 @@ class WebinarClient:
                     raise self._definite_error(operation, response)
             delay = self._backoff.delay(attempt)
             if status == 429:
-                delay = max(delay, retry_after or 1.0 / self._rate_limit)
+                # The pause is everyone's: the next slot of every caller of the key
+                # (all processes, with a shared pace) lies after it.
+                pause = min(retry_after, RETRY_AFTER_CAP) if retry_after is not None else 1.0
+                await self._bucket.push_back(pause)
+                delay = 0.0
             if self._clock() + delay >= deadline:
                 break
             if (first_connect_failure is not None

@@ -1,23 +1,135 @@
 """Request pacing and retry timing for the Webinar API client.
 
-``TokenBucket`` keeps the client under the platform's request rate (2/s) across all
-concurrent callers; ``Backoff`` yields jittered exponential delays.  Both take their
-clock, sleep and randomness from the caller so tests run on a virtual clock.
+The platform allows 2 requests per second per API key, counted over every program
+using the key.  ``TokenBucket`` paces the callers of one process; ``SharedPace``
+paces every process and host using the key, by reserving the next free slot in a
+shared ``SlotBook`` (the conference store: one row per key, keyed by a hash of the
+token).  Both also take a 429's ``Retry-After`` as a pause for every caller
+(``push_back``).
+
+Priorities: a call made inside ``background_calls()`` (registrations, roll-forwards,
+delete retries) takes a slot only when the queue ahead of it is at most
+``BACKGROUND_LEAD_SLOTS`` deep; otherwise it waits and asks again.  So calls a mail
+waits for are never queued behind more than about one background call.
+
+``Backoff`` yields jittered exponential delays.  Everything takes its clock, sleep and
+randomness from the caller so tests run on a virtual clock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
+import hashlib
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Protocol
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
 
+#: The pace kept by default, under the platform's 2/s: a margin for jitter in the
+#: sender's timing and the network, which otherwise turns exact 0.5 s spacing into 429s.
+DEFAULT_RATE = 1.8
+#: How many slots may be queued ahead of a background call when it takes one.
+BACKGROUND_LEAD_SLOTS = 1.0
+
+_background: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "webinar_background_calls", default=False
+)
+
+
+@contextlib.contextmanager
+def background_calls() -> Iterator[None]:
+    """API calls made in this block (and tasks started in it) yield to mail's calls."""
+    token = _background.set(True)
+    try:
+        yield
+    finally:
+        _background.reset(token)
+
+
+def in_background() -> bool:
+    return _background.get()
+
+
+def key_hash(token: str) -> str:
+    """What the shared pace is keyed by: SHA-256 of the token (the token is never stored)."""
+    return hashlib.sha256(("webinar-proxy pace\n" + token).encode()).hexdigest()
+
+
 class PacingDeadline(Exception):
     """Waiting for a request slot would run past the caller's deadline."""
+
+
+class SlotBook(Protocol):
+    """A shared next-slot reservation (the conference store implements it)."""
+
+    async def reserve_api_slot(self, key: str, interval: float, max_wait: float) -> float | None:
+        """Reserve the next free slot of ``key`` if it is at most ``max_wait`` seconds
+        away; the seconds to wait for it, or None (nothing reserved)."""
+
+    async def push_api_slot(self, key: str, seconds: float) -> None:
+        """No slot of ``key`` before ``seconds`` from now (a 429's Retry-After)."""
+
+
+class SharedPace:
+    """A ``TokenBucket`` whose slots live in a ``SlotBook``, shared by all its users.
+
+    Each reservation is one statement (PostgreSQL) or one write transaction (SQLite),
+    so processes on other hosts pace against the same row.  Times are the book's own
+    (the database's clock for PostgreSQL), so the hosts' clocks need not agree.
+    """
+
+    def __init__(
+        self,
+        book: SlotBook,
+        token: str,
+        rate: float,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = rate
+        self._interval = 1.0 / rate
+        self._book = book
+        self._key = key_hash(token)
+        self._clock = clock
+        self._sleep = sleep
+        self._rand = rand
+
+    async def acquire(self, deadline: float | None = None) -> None:
+        background = in_background()
+        while True:
+            now = self._clock()
+            left = None if deadline is None else deadline - now
+            if left is not None and left < 0:
+                raise PacingDeadline
+            most = BACKGROUND_LEAD_SLOTS * self._interval if background else left
+            wait = await self._book.reserve_api_slot(
+                self._key, self._interval, 1e9 if most is None else max(most, 0.0)
+            )
+            if wait is not None:
+                if wait > 0:
+                    await self._sleep(wait)
+                return
+            if not background:
+                raise PacingDeadline
+            # Mail's calls are queued: ask again a little later (jittered, so the
+            # background callers of several relays do not ask in step).
+            pause = self._interval * (1.0 + self._rand())
+            if deadline is not None and self._clock() + pause > deadline:
+                raise PacingDeadline
+            await self._sleep(pause)
+
+    async def push_back(self, seconds: float) -> None:
+        await self._book.push_api_slot(self._key, seconds)
 
 
 class TokenBucket:
@@ -59,6 +171,10 @@ class TokenBucket:
         self._full_at = max(self._full_at, slot) + self._interval
         if slot > now:
             await self._sleep(slot - now)
+
+    async def push_back(self, seconds: float) -> None:
+        """No slot before ``seconds`` from now (the platform said Retry-After)."""
+        self._full_at = max(self._full_at, self._clock() + seconds)
 
 
 class Backoff:
