@@ -20,6 +20,7 @@ import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
+from urllib.parse import urlsplit
 
 import email_validator
 from pydantic import (
@@ -588,6 +589,11 @@ def _is_loopback(host: str) -> bool:
         return False  # a host name: whatever it resolves to may be reachable from outside
 
 
+#: The platform's own limit per API token, and its hosts (the rate warning is for them).
+PLATFORM_RATE = 2.0
+PLATFORM_HOSTS = frozenset({"userapi.mts-link.ru", "userapi.webinar.ru"})
+
+
 def settings_warnings(settings: Settings) -> list[str]:
     """Usable but probably unintended settings, one plain line each (not errors)."""
     warnings = []
@@ -604,6 +610,13 @@ def settings_warnings(settings: Settings) -> list[str]:
         warnings.append(
             f"metrics.listen: {metrics} is not a loopback address: /metrics and /healthz are "
             "open to the network without authentication; use 127.0.0.1 or ::1, or firewall the port"
+        )
+    rate = settings.webinar.rate_limit
+    if rate >= PLATFORM_RATE and urlsplit(str(settings.webinar.api_url)).hostname in PLATFORM_HOSTS:
+        warnings.append(
+            f"webinar.rate_limit: {rate:g} requests/s leaves no margin under the platform's "
+            f"{PLATFORM_RATE:g}/s: requests arrive with jitter and some get 429; keep it at 1.8 "
+            "or lower"
         )
     return warnings
 

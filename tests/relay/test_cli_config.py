@@ -215,3 +215,12 @@ def test_addresses_are_checked_by_email_validator_and_internal_domains_pass():
     assert len(lines) == 2, lines
     assert lines[0].startswith("webinar-proxy: policy.notice_from: 'noreply@localhost' is not a mail")
     assert lines[1].startswith("webinar-proxy: policy.trusted_senders: 'a b@example.org' is not a mail")
+
+
+def test_a_rate_limit_without_margin_under_the_platforms_gets_a_warning_but_passes():
+    loud = _run(["check-config"], {"WEBINAR_PROXY_WEBINAR__TOKEN": TOKEN,
+                                   "WEBINAR_PROXY_WEBINAR__RATE_LIMIT": "2"})
+    assert loud.returncode == 0, loud.stderr
+    assert "webinar.rate_limit: 2 requests/s leaves no margin" in loud.stderr
+    quiet = _run(["check-config"], {"WEBINAR_PROXY_WEBINAR__TOKEN": TOKEN})  # 1.8 by default
+    assert quiet.returncode == 0 and quiet.stderr == ""
