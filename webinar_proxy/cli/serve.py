@@ -2,7 +2,8 @@
 
 Owns process-level concerns only: logging set-up, signal handling (SIGTERM and
 SIGINT drain and exit 0; SIGHUP re-reads templates and policy), systemd notify, and
-the order in which parts start and stop.
+the order in which parts start and stop.  With ``smtp.workers`` > 1 the same runs in
+each worker process under a supervisor (``cli/group.py``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,26 @@ log = logging.getLogger("webinar_proxy")
 RESTART_SECTIONS = ("smtp", "webinar", "store", "scheduler", "metrics", "logging", "milter")
 
 
+def reread(running: Settings, load: Callable[[], Settings]) -> tuple[Settings, EngineOptions] | None:
+    """Re-read the configuration for a reload: the settings to run on (restart-only
+    sections kept as running) and the new engine options; None, with the problems
+    logged, when the new configuration is bad."""
+    try:
+        new = load()
+        options = EngineOptions.from_settings(new)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            log.error("reload refused: %s", problem)
+        return None
+    except ValueError as exc:
+        log.error("reload refused: policy: %s", exc)
+        return None
+    pending = [name for name in RESTART_SECTIONS if getattr(new, name) != getattr(running, name)]
+    if pending:
+        log.warning("reload: changes in [%s] take effect after a restart", "], [".join(pending))
+    return new.model_copy(update={name: getattr(running, name) for name in RESTART_SECTIONS}), options
+
+
 def reload(pipeline: InvitationPipeline, running: Settings, load: Callable[[], Settings]) -> Settings:
     """SIGHUP (systemd's ExecReload): re-read the configuration and apply templates and policy.
 
@@ -35,22 +56,13 @@ def reload(pipeline: InvitationPipeline, running: Settings, load: Callable[[], S
     arrive after the reload use the new templates and policy.  Returns the settings now
     in force; on a bad configuration the running one stays and the problems are logged.
     """
-    try:
-        new = load()
-        options = EngineOptions.from_settings(new)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            log.error("reload refused: %s", problem)
+    loaded = reread(running, load)
+    if loaded is None:
         return running
-    except ValueError as exc:
-        log.error("reload refused: policy: %s", exc)
-        return running
+    new, options = loaded
     pipeline.reconfigure(options, new.policy)
-    pending = [name for name in RESTART_SECTIONS if getattr(new, name) != getattr(running, name)]
-    if pending:
-        log.warning("reload: changes in [%s] take effect after a restart", "], [".join(pending))
     log.info("reloaded: templates and policy (language=%s)", new.policy.language)
-    return new.model_copy(update={name: getattr(running, name) for name in RESTART_SECTIONS})
+    return new
 
 
 def _on_sighup(state: dict[str, Any], pipeline: InvitationPipeline, load: Callable[[], Settings]) -> None:
@@ -126,6 +138,10 @@ def run_service(settings: Settings, load: Callable[[], Settings] | None = None) 
     """Run ``serve``; logging is already set up by the command line."""
     for warning in settings_warnings(settings):
         log.warning("%s", warning)
+    if (count := settings.smtp.worker_count()) > 1:
+        from webinar_proxy.cli.group import run_group
+
+        return run_group(settings, load or (lambda: settings), count)
     try:
         asyncio.run(serve(settings, load))
     except (OSError, StoreError) as exc:
