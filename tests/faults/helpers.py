@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from tests.support.env import clean_env
+from tests.support.env import serve_env
 from tests.support.invites import invitation
 from tests.support.smtp import Delivered, WireClient, dot_stuff
 from webinar_proxy.store import ConferenceRecord, open_store
@@ -82,7 +82,7 @@ class Relay:
 @contextlib.contextmanager
 def serve(env: dict[str, str]) -> Iterator[Relay]:
     """``python -m webinar_proxy serve`` as a child; yields once it is listening."""
-    full_env = clean_env()
+    full_env = serve_env()
     full_env.update(env)
     process = subprocess.Popen(
         [sys.executable, "-m", "webinar_proxy", "serve"], cwd=REPO, env=full_env,

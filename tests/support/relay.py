@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.support.env import clean_env
+from tests.support.env import serve_env
 from webinar_proxy.metrics import Metrics
 from webinar_proxy.seam import PassThrough, Pipeline
 from webinar_proxy.settings import HostPort, SmtpSettings
@@ -48,7 +48,7 @@ def relay_process(
     env: dict[str, str], args: list[str] | None = None, ready_text: str = "listening on"
 ) -> Iterator[subprocess.Popen[str]]:
     """``python -m webinar_proxy serve`` as a child; returns once it logged readiness."""
-    full_env = clean_env()
+    full_env = serve_env()
     full_env.update(env)
     if "WEBINAR_PROXY_STORE__URL" not in full_env:
         state = tempfile.mkdtemp(prefix="webinar-proxy-test-")

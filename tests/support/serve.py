@@ -13,7 +13,7 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from tests.support.env import clean_env
+from tests.support.env import serve_env
 from tests.support.relay import REPO
 
 _ADDRESS = re.compile(r"on (?:http://)?127\.0\.0\.1:(\d+)")
@@ -44,7 +44,7 @@ async def running_serve(env: dict[str, str], *args: str) -> AsyncIterator[Serve]
     """``python -m webinar_proxy serve [args]`` with ``env`` over a clean environment;
     yields once it is listening.  Left running at the end, it gets SIGTERM."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "webinar_proxy", "serve", *args, cwd=REPO, env=clean_env(**env),
+        sys.executable, "-m", "webinar_proxy", "serve", *args, cwd=REPO, env=serve_env(**env),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )
     lines: list[str] = []

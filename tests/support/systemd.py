@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.env import clean_env
+from tests.support.env import serve_env
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -75,7 +75,7 @@ def notify_socket(directory: Path | None = None) -> Iterator[NotifyListener]:
 def serve_process(env: dict[str, str], log_path: Path, args: list[str] | None = None
                   ) -> Iterator[subprocess.Popen[bytes]]:
     """``python -m webinar_proxy serve`` as a child, output to ``log_path``; killed if still running."""
-    full_env = clean_env("NOTIFY_SOCKET", "WATCHDOG_", "CREDENTIALS_")
+    full_env = serve_env("NOTIFY_SOCKET", "WATCHDOG_", "CREDENTIALS_")
     full_env.update(env)
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(

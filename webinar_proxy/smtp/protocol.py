@@ -126,6 +126,16 @@ class RelaySMTP(SMTP):
             return super()._getaddr(arg)
         return f"{match['local']}@{match['domain']}", arg[match.end() :]
 
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        # What the client pipelined behind MAIL (RFC 2920): the handler sends the
+        # plain RCPTs and DATA among it to the next hop together with MAIL.
+        session = self.relay_session()
+        session.pipelined = _buffered_lines(self._reader)
+        try:
+            await super().smtp_MAIL(arg)
+        finally:
+            session.pipelined = ()
+
     async def smtp_XFORWARD(self, arg: str | None) -> None:
         if await self.check_helo_needed("EHLO"):
             return
@@ -204,6 +214,12 @@ class RelaySMTP(SMTP):
             if len(buffer) > limit:
                 tail = bytes(buffer[-(len(wire.END_OF_DATA) - 1) :])
                 buffer = bytearray()
+
+
+def _buffered_lines(reader: asyncio.StreamReader) -> list[bytes]:
+    """The complete lines already received and not yet read (the StreamReader's buffer)."""
+    buffered = bytes(reader._buffer)  # type: ignore[attr-defined]
+    return buffered.split(b"\r\n")[:-1]
 
 
 def _push_back(reader: asyncio.StreamReader, data: bytes) -> None:
