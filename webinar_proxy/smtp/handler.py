@@ -68,6 +68,25 @@ def format_reply(reply: Reply) -> str:
     return f"{head}\r\n{reply.code} {lines[-1]}"
 
 
+class BulkLane:
+    """Large-mail work takes turns: at most ``width`` steps of it per event-loop turn.
+
+    Every piece of work on a large message (a chunk read, a piece un-stuffed or
+    stuffed, a slice written) is followed by ``step()``, which waits for one of the
+    lane's slots and holds it through one loop turn.  Ten large messages then do two
+    pieces of work per turn instead of ten, their readers fill up and pause their
+    sockets, and a small message's commands wait for two pieces at most.  Nothing
+    waits for the network while holding a slot.
+    """
+
+    def __init__(self, width: int = 2) -> None:
+        self._slots = asyncio.Semaphore(width)
+
+    async def step(self) -> None:
+        async with self._slots:
+            await asyncio.sleep(0)
+
+
 class RelaySession(Session):
     """aiosmtpd's session plus what the relay keeps per client connection."""
 
@@ -114,6 +133,7 @@ class RelayHandler:
         self.pipeline = pipeline
         self.metrics = metrics or NO_METRICS
         self.follow_ups = FollowUps()
+        self.bulk = BulkLane()
 
     async def handle_EHLO(
         self, server: SMTP, session: Session, envelope: Envelope,
@@ -134,6 +154,7 @@ class RelayHandler:
                 self.settings.next_hop,
                 local_hostname=self.settings.hostname,
                 connect_timeout=self.settings.next_hop_connect_timeout_seconds,
+                pace=self.bulk.step,
             )
         session.prefetched.clear()
         try:
@@ -288,7 +309,7 @@ class RelayHandler:
                 content = processed.content
                 # Equal bytes count as unchanged; comparing costs only when they differ.
                 session.rewritten = content is not message.content and content != message.content
-                reply = await next_hop.data(*_payload(content))
+                reply = await next_hop.data(*await _payload(content, self.bulk))
         except TimeoutError:
             log.error("session=%s deadline of %.0fs passed", message.session_id,
                       self.settings.deadline_seconds)
@@ -317,8 +338,28 @@ def _mail_outcome(reply: Reply, rewritten: bool) -> str:
     return _outcome(reply)
 
 
-def _payload(content: bytes) -> tuple[bytes, ...]:
-    """Wire parts for ``content``; the common case sends it without a copy."""
+async def _payload(content: bytes, bulk: BulkLane, piece: int = wire.PIECE) -> tuple[bytes | memoryview, ...]:
+    """Wire parts for ``content``; the common case sends it without a copy.  A large
+    message is worked on piece by piece with the event loop free between pieces, and
+    only the pieces that change are copied."""
+    if len(content) <= piece:
+        return _small_payload(content)
+    parts: list[bytes | memoryview] = []
+    view = memoryview(content)
+    for start, stop in wire.pieces(content, size=piece):
+        if wire.piece_needs_work(content, start, stop):
+            parts.append(wire.wire_piece(content[start:stop]))
+        else:
+            parts.append(view[start:stop])
+        await bulk.step()
+    if bytes(parts[-1][-2:]) != b"\r\n":
+        parts.append(b"\r\n")
+    parts.append(wire.EMPTY_DATA)
+    return tuple(parts)
+
+
+def _small_payload(content: bytes) -> tuple[bytes, ...]:
+    """``_payload`` of a small message, in one go."""
     if wire.has_bare_line_endings(content):
         content = wire.normalise_line_endings(content)
     if wire.needs_stuffing(content) or (content and not content.endswith(b"\r\n")):

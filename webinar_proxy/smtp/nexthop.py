@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from webinar_proxy.settings import HostPort
@@ -84,8 +84,11 @@ class NextHop:
         local_hostname: str,
         connect_timeout: float,
         command_timeout: float = DEFAULT_COMMAND_TIMEOUT,
+        pace: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.address = address
+        #: Awaited between slices of a message body (``BulkLane.step``): large mail takes turns.
+        self._pace = pace
         self._local_hostname = local_hostname
         self._connect_timeout = connect_timeout
         self._command_timeout = command_timeout
@@ -199,7 +202,7 @@ class NextHop:
         self.in_data = data_reply is not None and data_reply.code == 354 and self.is_open
         return EnvelopeReplies(answers[0], tuple(answers[1 : 1 + len(recipients)]), data_reply)
 
-    async def data(self, *payload: bytes) -> Reply:
+    async def data(self, *payload: bytes | memoryview) -> Reply:
         """Send DATA (unless it went with the envelope) and then ``payload``, whose parts
         together are dot-stuffed lines ending with ``CRLF.CRLF`` (parts avoid
         concatenating large messages)."""
@@ -213,6 +216,8 @@ class NextHop:
             for part in payload:
                 with memoryview(part) as view:
                     for offset in range(0, len(view), WRITE_SLICE):
+                        if self._pace is not None and offset:
+                            await self._pace()
                         writer.write(view[offset : offset + WRITE_SLICE])
                         await writer.drain()
             reply = await self._read_reply_within()
