@@ -181,3 +181,18 @@ async def test_metrics_add_up_over_workers_and_a_killed_worker_is_replaced(tmp_p
             assert await send_one(serve.smtp_port, PLAIN) == 250
             assert passed(await scrape(serve.metrics_port)) == sent + 1
             assert len(hop.handler.delivered) == sent + 1
+
+
+async def test_workers_go_when_the_supervisor_dies(tmp_path: Path):
+    async with running_fake_webinar(token=TOKEN) as fake, running_next_hop() as hop:
+        async with running_serve(group_env(tmp_path, hop.port, fake.api_url)) as serve:
+            workers = workers_of(serve)
+            assert len(workers) == 2
+            serve.process.kill()  # no drain, no goodbye: the control sockets just close
+            await serve.process.wait()
+            async with asyncio.timeout(30):
+                while True:
+                    if not any(alive(pid) for pid in workers):
+                        break
+                    await asyncio.sleep(0.1)
+        assert "the supervisor is gone; draining" in serve.output
