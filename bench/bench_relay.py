@@ -54,9 +54,10 @@ def start_sink(port: int) -> subprocess.Popen[bytes]:
     return process
 
 
-def start_relay(port: int, sink_port: int, log_path: Path) -> subprocess.Popen[bytes]:
+def start_relay(port: int, sink_port: int, log_path: Path, workers: str = "1") -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WEBINAR_PROXY_")}
     env.update({
+        "WEBINAR_PROXY_SMTP__WORKERS": workers,
         "WEBINAR_PROXY_SMTP__LISTEN": f"127.0.0.1:{port}",
         "WEBINAR_PROXY_SMTP__NEXT_HOP": f"127.0.0.1:{sink_port}",
         "WEBINAR_PROXY_WEBINAR__TOKEN": "bench",

@@ -62,12 +62,15 @@ class MessageContextFilter(logging.Filter):
         return True
 
 
-def configure_logging(level: str | int = "INFO") -> None:
-    """Log at ``level`` (a name like ``"INFO"`` or a number); journald adds its own time stamps."""
+def configure_logging(level: str | int = "INFO", *, worker: int | None = None) -> None:
+    """Log at ``level`` (a name like ``"INFO"`` or a number); journald adds its own time stamps.
+
+    A worker of a group tags its lines: ``webinar_proxy.smtp[worker 1]: …``."""
     numeric = logging.getLevelName(level.upper()) if isinstance(level, str) else level
     if not isinstance(numeric, int):
         raise ValueError(f"unknown log level {level!r}")
-    fmt = "%(levelname)s %(name)s: %(message)s"
+    tag = "" if worker is None else f"[worker {worker}]"
+    fmt = f"%(levelname)s %(name)s{tag}: %(message)s"
     if "JOURNAL_STREAM" not in os.environ:
         fmt = "%(asctime)s " + fmt
     logging.basicConfig(level=numeric, format=fmt, stream=sys.stderr, force=True)

@@ -118,6 +118,8 @@ class Metrics:
             "Work waiting for the scheduler, by queue (pending_deletes, due_rollovers, "
             "registrations).",
             ["queue"], registry=self.registry,
+            # In a group only the scheduler's worker sets it (ignored in one process).
+            multiprocess_mode="livemax",
         )
         self._engine_stopped = Counter(
             PREFIX + "engine_stopped",
@@ -199,6 +201,23 @@ class _NoMetrics(Metrics):
 
 #: The default for code given no ``Metrics``: every method is a no-op.
 NO_METRICS: Metrics = _NoMetrics()
+
+
+class GroupMetrics(_NoMetrics):
+    """A supervisor's metrics: the sum over its workers, read at each scrape.
+
+    Workers run with ``PROMETHEUS_MULTIPROC_DIR`` set to ``path`` (prometheus_client's
+    multiprocess mode), so every value they record lives in a file there; the files of
+    a worker that died stay, so counters never go backwards when one is replaced.
+    """
+
+    def __init__(self, path: str) -> None:
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        super().__init__()
+        MultiProcessCollector(self.registry, path=path)
+        build = Info(PREFIX + "build", "Version of webinar-proxy and Python.", registry=self.registry)
+        build.info({"version": __version__, "python": platform.python_version()})
 
 
 # ---- the HTTP endpoint -------------------------------------------------------------

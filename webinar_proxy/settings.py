@@ -259,6 +259,17 @@ class SmtpSettings(_Section):
     max_connections: int = Field(100, ge=1)
     #: Recipients per transaction (Postfix's smtpd_recipient_limit default); more get 452.
     max_recipients: int = Field(1000, ge=1)
+    #: Relay processes sharing the listeners; unset: one per core.  1: one process, no supervisor.
+    workers: int | None = Field(None, ge=1, le=256)
+
+    def worker_count(self) -> int:
+        """``workers``, or the number of cores this process may run on when unset."""
+        if self.workers is not None:
+            return self.workers
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except (AttributeError, OSError):
+            return max(1, os.cpu_count() or 1)
 
 
 class WebinarSettings(_Section):

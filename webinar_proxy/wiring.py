@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -128,6 +129,16 @@ def health_checks(relay: RelayServer | None, store: ConferenceStore,
     return {"listener": listener, "store": store_answers}
 
 
+@dataclass(frozen=True)
+class WorkerRole:
+    """What a worker of a group (see ``cli/group.py``) does differently."""
+
+    smtp_socket: socket.socket | None
+    milter_socket: socket.socket | None
+    #: One worker of the group runs the scheduler.
+    run_scheduler: bool
+
+
 @dataclass
 class Product:
     """The running product: services, front doors, metrics endpoint, scheduler."""
@@ -162,11 +173,14 @@ async def running_product(
     stop: asyncio.Event | None = None,
     clock: Callable[[], datetime] = utc_now,
     client_options: dict[str, Any] | None = None,
+    worker: WorkerRole | None = None,
 ) -> AsyncIterator[Product]:
     """Start everything ``settings`` asks for; on exit shut it down in reverse order.
 
     The front doors get ``smtp.shutdown_grace_seconds`` to finish messages in flight
-    (unless the caller already shut them down), then the scheduler stops.
+    (unless the caller already shut them down), then the scheduler stops.  A worker
+    of a group (``worker``) accepts on its supervisor's sockets, serves no metrics
+    endpoint of its own and runs the scheduler only when told to.
     """
     metrics = Metrics()
     async with open_services(settings, clock=clock, client_options=client_options,
@@ -179,13 +193,20 @@ async def running_product(
         product = Product(settings, services, metrics, relay, milter, stop=stop or asyncio.Event())
         scheduler: asyncio.Task[None] | None = None
         try:
-            if settings.metrics.listen is not None:
+            if settings.metrics.listen is not None and worker is None:
                 product.endpoint = await start_metrics_server(
                     settings.metrics, metrics, health_checks(relay, services.store, milter)
                 )
-            for door in product.doors:
-                await door.start()
-            scheduler = asyncio.create_task(services.scheduler.run_forever(product.stop))
+            if worker is None:
+                for door in product.doors:
+                    await door.start()
+            else:
+                if relay is not None:
+                    await relay.start(worker.smtp_socket)
+                if milter is not None:
+                    await milter.start(worker.milter_socket)
+            if worker is None or worker.run_scheduler:
+                scheduler = asyncio.create_task(services.scheduler.run_forever(product.stop))
             yield product
         finally:
             await product.shutdown(settings.smtp.shutdown_grace_seconds)  # a no-op when done

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.support.env import clean_env
+from tests.support.env import ONE_PROCESS, clean_env
 from tests.support.relay import REPO, free_port
 
 PROMPTLY = 60.0
@@ -66,7 +66,7 @@ def test_the_by_hand_walkthrough_works_as_written(tmp_path: Path):
 
     env = clean_env()
     # The relay's defaults (listen 10025, next hop 10026) moved to the free ports.
-    relay_env = {**env, "WEBINAR_PROXY_SMTP__LISTEN": f"127.0.0.1:{ports['10025']}",
+    relay_env = {**env, **ONE_PROCESS, "WEBINAR_PROXY_SMTP__LISTEN": f"127.0.0.1:{ports['10025']}",
                  "WEBINAR_PROXY_SMTP__NEXT_HOP": f"127.0.0.1:{ports['10026']}"}
     with (
         shell(localise(fake_block), env, "fake-webinar listening on"),

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.env import clean_env
+from tests.support.env import serve_env
 from tests.support.invites import invitation
 from tests.support.relay import REPO
 from tests.support.serve import running_serve
@@ -36,7 +36,7 @@ def _invite(n: int) -> bytes:
 
 async def _run(*args: str, env: dict[str, str]) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "webinar_proxy", *args, cwd=REPO, env=clean_env(**env),
+        sys.executable, "-m", "webinar_proxy", *args, cwd=REPO, env=serve_env(**env),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )
     async with asyncio.timeout(60):

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from tests.support.env import clean_env
+from tests.support.env import serve_env
 from tests.support.relay import REPO
 
 _ADDRESS = re.compile(r"on (?:http://)?127\.0\.0\.1:(\d+)")
@@ -52,7 +52,7 @@ async def running_serve(env: dict[str, str], *args: str) -> AsyncIterator[Serve]
     """``python -m webinar_proxy serve [args]`` with ``env`` over a clean environment;
     yields once it is listening.  Left running at the end, it gets SIGTERM."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "webinar_proxy", "serve", *args, cwd=REPO, env=clean_env(**env),
+        sys.executable, "-m", "webinar_proxy", "serve", *args, cwd=REPO, env=serve_env(**env),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )
     lines: list[str] = []
@@ -169,7 +169,7 @@ def serve_process(env: dict[str, str], *args: str, ready: str | None = "listenin
     containing ``ready`` was logged (at once when ``ready`` is None).  The output is also
     written to ``log_path`` if given.  Still running at the end, the child is killed."""
     with contextlib.ExitStack() as stack:
-        full_env = clean_env(*_SYSTEMD, **env)
+        full_env = serve_env(*_SYSTEMD, **env)
         if "WEBINAR_PROXY_STORE__URL" not in full_env:
             state = stack.enter_context(tempfile.TemporaryDirectory(prefix="webinar-proxy-test-"))
             full_env["WEBINAR_PROXY_STORE__URL"] = f"sqlite:///{state}/state.db"

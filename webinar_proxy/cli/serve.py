@@ -3,7 +3,8 @@
 Owns process-level concerns only: logging set-up, signal handling (SIGTERM and
 SIGINT drain and exit 0, killing engine workers still busy after the grace period;
 SIGHUP re-reads templates and policy without waiting for any engine worker), systemd notify, and
-the order in which parts start and stop.
+the order in which parts start and stop.  With ``smtp.workers`` > 1 the same runs in
+each worker process under a supervisor (``cli/group.py``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,31 @@ RESTART_SECTIONS = ("smtp", "webinar", "store", "scheduler", "metrics", "logging
 RESTART_POLICY = ("engine_workers", "engine_memory_mb")
 
 
+def reread(running: Settings, load: Callable[[], Settings]) -> tuple[Settings, EngineOptions] | None:
+    """Re-read the configuration for a reload: the settings to run on (restart-only
+    sections kept as running) and the new engine options; None, with the problems
+    logged, when the new configuration is bad."""
+    try:
+        new = load()
+        options = EngineOptions.from_settings(new)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            log.error("reload refused: %s", problem)
+        return None
+    except ValueError as exc:
+        log.error("reload refused: policy: %s", exc)
+        return None
+    pending = [name for name in RESTART_SECTIONS if getattr(new, name) != getattr(running, name)]
+    pending += [f"policy.{name}" for name in RESTART_POLICY
+                if getattr(new.policy, name) != getattr(running.policy, name)]
+    if pending:
+        log.warning("reload: changes in [%s] take effect after a restart", "], [".join(pending))
+    kept = {name: getattr(running, name) for name in RESTART_SECTIONS}
+    kept["policy"] = new.policy.model_copy(
+        update={name: getattr(running.policy, name) for name in RESTART_POLICY})
+    return new.model_copy(update=kept), options
+
+
 def reload(pipeline: InvitationPipeline, running: Settings, load: Callable[[], Settings]) -> Settings:
     """SIGHUP (systemd's ExecReload): re-read the configuration and apply templates and policy.
 
@@ -38,28 +64,14 @@ def reload(pipeline: InvitationPipeline, running: Settings, load: Callable[[], S
     arrive after the reload use the new templates and policy.  Returns the settings now
     in force; on a bad configuration the running one stays and the problems are logged.
     """
-    try:
-        new = load()
-        options = EngineOptions.from_settings(new)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            log.error("reload refused: %s", problem)
+    loaded = reread(running, load)
+    if loaded is None:
         return running
-    except ValueError as exc:
-        log.error("reload refused: policy: %s", exc)
-        return running
+    new, options = loaded
     pipeline.reconfigure(options, new.policy)
-    pending = [name for name in RESTART_SECTIONS if getattr(new, name) != getattr(running, name)]
-    pending += [f"policy.{name}" for name in RESTART_POLICY
-                if getattr(new.policy, name) != getattr(running.policy, name)]
-    if pending:
-        log.warning("reload: changes in [%s] take effect after a restart", "], [".join(pending))
     # The engine pool keeps its workers (a reload never waits for a busy or stuck one).
     log.info("reloaded: templates and policy (language=%s)", new.policy.language)
-    kept = {name: getattr(running, name) for name in RESTART_SECTIONS}
-    kept["policy"] = new.policy.model_copy(
-        update={name: getattr(running.policy, name) for name in RESTART_POLICY})
-    return new.model_copy(update=kept)
+    return new
 
 
 def _on_sighup(state: dict[str, Any], pipeline: InvitationPipeline, load: Callable[[], Settings]) -> None:
@@ -135,6 +147,10 @@ def run_service(settings: Settings, load: Callable[[], Settings] | None = None) 
     """Run ``serve``; logging is already set up by the command line."""
     for warning in settings_warnings(settings):
         log.warning("%s", warning)
+    if (count := settings.smtp.worker_count()) > 1:
+        from webinar_proxy.cli.group import run_group
+
+        return run_group(settings, load or (lambda: settings), count)
     try:
         asyncio.run(serve(settings, load))
     except (OSError, StoreError, EngineUnavailable) as exc:

@@ -466,11 +466,20 @@ class MilterServer:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.follow_ups = FollowUps()
         self._server: asyncio.Server | None = None
+        #: False when the socket was handed in: its owner (the supervisor) removes a unix path.
+        self._owns_socket = True
 
-    async def start(self) -> None:
+    async def start(self, sock: socket.socket | None = None) -> None:
+        """Listen on ``milter.listen``, or accept on ``sock`` (bound and listening already)."""
         listen = self.settings.listen
         assert listen is not None
-        if listen.kind == "unix":
+        if sock is not None:
+            self._owns_socket = False
+            if sock.family == socket.AF_UNIX:
+                self._server = await asyncio.start_unix_server(self._serve, sock=sock)
+            else:
+                self._server = await asyncio.start_server(self._serve, sock=sock)
+        elif listen.kind == "unix":
             path = listen.path
             _remove_socket(path)  # left by an earlier run that was killed
             self._server = await asyncio.start_unix_server(self._serve, path=path)
@@ -542,7 +551,7 @@ class MilterServer:
             async with asyncio.timeout(5):
                 await self._server.wait_closed()
         listen = self.settings.listen
-        if listen is not None and listen.kind == "unix":
+        if listen is not None and listen.kind == "unix" and self._owns_socket:
             _remove_socket(listen.path)
         self._server = None
         await self.settle()

@@ -9,8 +9,11 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
+import re
 import secrets
+from collections.abc import Sequence
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -34,6 +37,28 @@ log = logging.getLogger("webinar_proxy.smtp")
 
 #: XFORWARD attributes Postfix may send (XFORWARD_README).
 XFORWARD_ATTRIBUTES = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "IDENT", "SOURCE")
+#: A pipelined RCPT that aiosmtpd certainly hands to ``handle_RCPT`` as it is (a plain
+#: path, no parameters: see ``RelaySMTP._getaddr``), so its reply can be fetched early.
+_PLAIN_RCPT = re.compile(r"RCPT TO:<([^\s<>()\[\]\\,;:@\"]+@[^\s<>()\[\]\\,;:@\"]+)>", re.IGNORECASE)
+
+
+def pipelined_envelope(lines: Sequence[bytes], room: int) -> tuple[list[str], bool]:
+    """The recipients of the plain RCPT lines at the start of ``lines`` (at most ``room``)
+    and whether DATA follows them directly: what can go to the next hop with MAIL."""
+    recipients: list[str] = []
+    for line in lines:
+        if not line.isascii():
+            break
+        text = line.decode("ascii")
+        match = _PLAIN_RCPT.fullmatch(text)
+        if match is None:
+            return recipients, bool(recipients) and text.upper() == "DATA"
+        if len(recipients) >= room:
+            break
+        recipients.append(match[1])
+    return recipients, False
+
+
 def format_reply(reply: Reply) -> str:
     """A reply as aiosmtpd pushes it; multi-line texts become continuation lines."""
     lines = reply.text.splitlines() or [""]
@@ -41,6 +66,25 @@ def format_reply(reply: Reply) -> str:
         return f"{reply.code} {lines[0]}"
     head = "\r\n".join(f"{reply.code}-{line}" for line in lines[:-1])
     return f"{head}\r\n{reply.code} {lines[-1]}"
+
+
+class BulkLane:
+    """Large-mail work takes turns: at most ``width`` steps of it per event-loop turn.
+
+    Every piece of work on a large message (a chunk read, a piece un-stuffed or
+    stuffed, a slice written) is followed by ``step()``, which waits for one of the
+    lane's slots and holds it through one loop turn.  Ten large messages then do two
+    pieces of work per turn instead of ten, their readers fill up and pause their
+    sockets, and a small message's commands wait for two pieces at most.  Nothing
+    waits for the network while holding a slot.
+    """
+
+    def __init__(self, width: int = 2) -> None:
+        self._slots = asyncio.Semaphore(width)
+
+    async def step(self) -> None:
+        async with self._slots:
+            await asyncio.sleep(0)
 
 
 class RelaySession(Session):
@@ -58,6 +102,10 @@ class RelaySession(Session):
         self.rewritten = False
         #: Phase two of the message in DATA (see ``seam``), set once the pipeline returned.
         self.after: AfterDelivery = NOTHING_AFTER
+        #: Complete command lines the client sent behind its MAIL (set while MAIL runs).
+        self.pipelined: Sequence[bytes] = ()
+        #: Next-hop replies to RCPTs sent along with MAIL, for the client's RCPTs in order.
+        self.prefetched: collections.deque[tuple[str, Reply]] = collections.deque()
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -85,6 +133,7 @@ class RelayHandler:
         self.pipeline = pipeline
         self.metrics = metrics or NO_METRICS
         self.follow_ups = FollowUps()
+        self.bulk = BulkLane()
 
     async def handle_EHLO(
         self, server: SMTP, session: Session, envelope: Envelope,
@@ -92,7 +141,8 @@ class RelayHandler:
     ) -> list[str]:
         session.host_name = hostname
         # DSN is deliberately not offered: aiosmtpd rejects its parameters (see README).
-        return [*responses[:-1], "250-XFORWARD " + " ".join(XFORWARD_ATTRIBUTES), responses[-1]]
+        return [*responses[:-1], "250-PIPELINING", "250-XFORWARD " + " ".join(XFORWARD_ATTRIBUTES),
+                responses[-1]]
 
     async def handle_MAIL(
         self, server: SMTP, session: RelaySession, envelope: Envelope,
@@ -104,12 +154,23 @@ class RelayHandler:
                 self.settings.next_hop,
                 local_hostname=self.settings.hostname,
                 connect_timeout=self.settings.next_hop_connect_timeout_seconds,
+                pace=self.bulk.step,
             )
+        session.prefetched.clear()
         try:
             await next_hop.open()
-            if session.xforward and next_hop.supports("xforward"):
-                await next_hop.xforward(session.xforward)
-            reply = await next_hop.mail(address, options)
+            xforward = session.xforward if session.xforward and next_hop.supports("xforward") else None
+            if next_hop.supports("pipelining"):
+                # MAIL, the plain RCPTs the client pipelined behind it and DATA in one write.
+                recipients, data = pipelined_envelope(session.pipelined, self.settings.max_recipients)
+                answers = await next_hop.envelope(xforward, address, options, recipients, data=data)
+                reply = answers.mail
+                if reply.is_success:
+                    session.prefetched.extend(zip(recipients, answers.rcpts, strict=True))
+            else:
+                if xforward:
+                    await next_hop.xforward(xforward)
+                reply = await next_hop.mail(address, options)
         except NextHopError as exc:
             log.warning("session=%s next hop failed at MAIL: %s", session.id, exc)
             return str(replies.TEMPFAIL_NEXT_HOP_UNREACHABLE if not exc.reached
@@ -126,6 +187,18 @@ class RelayHandler:
     ) -> str:
         if session.next_hop is None:
             return str(replies.TEMPFAIL_NEXT_HOP_LOST)
+        if session.prefetched:
+            expected, reply = session.prefetched.popleft()
+            if expected != address or options:
+                # The lookahead mirrors aiosmtpd's parsing, so this should not happen; if it
+                # does, the next hop holds a recipient the client never got: drop it all.
+                log.error("session=%s pipelined RCPT out of step (%s, %s)", session.id, expected, address)
+                session.prefetched.clear()
+                session.next_hop.close()
+                return str(replies.TEMPFAIL_NEXT_HOP_LOST)
+            if reply.is_success:
+                envelope.rcpt_tos.append(address)
+            return format_reply(_mask_421(reply))
         if len(envelope.rcpt_tos) >= self.settings.max_recipients:
             # RFC 5321 §4.5.3.1.8: the client sends the rest in another transaction.
             return str(replies.TOO_MANY_RECIPIENTS)
@@ -140,9 +213,12 @@ class RelayHandler:
         return format_reply(_mask_421(reply))
 
     async def handle_RSET(self, server: SMTP, session: RelaySession, envelope: Envelope) -> str:
+        open_there = session.in_transaction
         session.in_transaction = False
         session.xforward = {}
-        await abort_next_hop_transaction(session)
+        session.prefetched.clear()
+        if open_there:  # nothing to reset at the next hop otherwise (Postfix probes with RSET)
+            await abort_next_hop_transaction(session)
         return "250 2.0.0 Ok"
 
     async def handle_QUIT(self, server: SMTP, session: RelaySession, envelope: Envelope) -> str:
@@ -182,6 +258,7 @@ class RelayHandler:
             session.processing = False
             session.in_transaction = False
             session.xforward = {}
+            session.prefetched.clear()
             # In the background: the client's reply must not wait for follow-up mail.
             self.follow_ups.settle(session.after, delivered=reply.is_success)
             session.after = NOTHING_AFTER
@@ -202,6 +279,10 @@ class RelayHandler:
     async def _deliver(self, session: RelaySession, message: InboundMessage) -> Reply:
         next_hop = session.next_hop
         if next_hop is None or not next_hop.is_open:
+            return replies.TEMPFAIL_NEXT_HOP_LOST
+        if session.prefetched:  # recipients at the next hop that the client never sent
+            log.error("session=%s pipelined RCPTs left over at DATA", session.id)
+            next_hop.close()
             return replies.TEMPFAIL_NEXT_HOP_LOST
         # The pipeline may not eat the whole budget: the next hop needs time to take
         # the message, and giving up while it is doing so risks a duplicate delivery.
@@ -228,7 +309,7 @@ class RelayHandler:
                 content = processed.content
                 # Equal bytes count as unchanged; comparing costs only when they differ.
                 session.rewritten = content is not message.content and content != message.content
-                reply = await next_hop.data(*_payload(content))
+                reply = await next_hop.data(*await _payload(content, self.bulk))
         except TimeoutError:
             log.error("session=%s deadline of %.0fs passed", message.session_id,
                       self.settings.deadline_seconds)
@@ -257,8 +338,28 @@ def _mail_outcome(reply: Reply, rewritten: bool) -> str:
     return _outcome(reply)
 
 
-def _payload(content: bytes) -> tuple[bytes, ...]:
-    """Wire parts for ``content``; the common case sends it without a copy."""
+async def _payload(content: bytes, bulk: BulkLane, piece: int = wire.PIECE) -> tuple[bytes | memoryview, ...]:
+    """Wire parts for ``content``; the common case sends it without a copy.  A large
+    message is worked on piece by piece with the event loop free between pieces, and
+    only the pieces that change are copied."""
+    if len(content) <= piece:
+        return _small_payload(content)
+    parts: list[bytes | memoryview] = []
+    view = memoryview(content)
+    for start, stop in wire.pieces(content, size=piece):
+        if wire.piece_needs_work(content, start, stop):
+            parts.append(wire.wire_piece(content[start:stop]))
+        else:
+            parts.append(view[start:stop])
+        await bulk.step()
+    if bytes(parts[-1][-2:]) != b"\r\n":
+        parts.append(b"\r\n")
+    parts.append(wire.EMPTY_DATA)
+    return tuple(parts)
+
+
+def _small_payload(content: bytes) -> tuple[bytes, ...]:
+    """``_payload`` of a small message, in one go."""
     if wire.has_bare_line_endings(content):
         content = wire.normalise_line_endings(content)
     if wire.needs_stuffing(content) or (content and not content.endswith(b"\r\n")):
@@ -277,6 +378,10 @@ def _mask_421(reply: Reply) -> Reply:
 async def abort_next_hop_transaction(session: RelaySession) -> None:
     next_hop = session.next_hop
     if next_hop is None or not next_hop.is_open:
+        return
+    if next_hop.in_data:
+        # It took a pipelined DATA and waits for the message: only closing aborts that.
+        next_hop.close()
         return
     try:
         reply = await next_hop.rset()

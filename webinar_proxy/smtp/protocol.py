@@ -1,8 +1,10 @@
 """``RelaySMTP``: aiosmtpd's protocol where it does not fit a relay.
 
 DATA is read in large chunks instead of line by line (aiosmtpd's per-line loop
-dominates the CPU for large mail), XFORWARD is accepted and passed on, idle clients
-are told 421, and exceptions answer 451 instead of aiosmtpd's 500.
+dominates the CPU for large mail) and un-stuffed piece by piece; XFORWARD is
+accepted and passed on, idle clients are told 421, and exceptions answer 451
+instead of aiosmtpd's 500.  Lines a client pipelined behind MAIL are shown to the
+handler, which sends them on with MAIL.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from aiosmtpd.smtp import SMTP
 from webinar_proxy.smtp import replies, wire
 from webinar_proxy.smtp.handler import (
     XFORWARD_ATTRIBUTES,
+    BulkLane,
     RelayHandler,
     RelaySession,
     abort_next_hop_transaction,
@@ -126,6 +129,16 @@ class RelaySMTP(SMTP):
             return super()._getaddr(arg)
         return f"{match['local']}@{match['domain']}", arg[match.end() :]
 
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        # What the client pipelined behind MAIL (RFC 2920): the handler sends the
+        # plain RCPTs and DATA among it to the next hop together with MAIL.
+        session = self.relay_session()
+        session.pipelined = _buffered_lines(self._reader)
+        try:
+            await super().smtp_MAIL(arg)
+        finally:
+            session.pipelined = ()
+
     async def smtp_XFORWARD(self, arg: str | None) -> None:
         if await self.check_helo_needed("EHLO"):
             return
@@ -187,6 +200,7 @@ class RelaySMTP(SMTP):
                 raise ConnectionResetError("client closed the connection during DATA")
             self._reset_timeout()  # a client sending DATA is not idle
             if tail is not None:
+                await self.event_handler.bulk.step()
                 tail += chunk
                 index = tail.find(wire.END_OF_DATA)
                 if index >= 0:
@@ -200,10 +214,40 @@ class RelaySMTP(SMTP):
             if end >= 0:
                 _push_back(reader, bytes(buffer[end:]))
                 del buffer[end:]
-                return wire.unstuff(buffer) if end <= limit else None
+                return await _unstuffed(buffer, self.event_handler.bulk) if end <= limit else None
             if len(buffer) > limit:
                 tail = bytes(buffer[-(len(wire.END_OF_DATA) - 1) :])
                 buffer = bytearray()
+            if len(buffer) > wire.PIECE:
+                await self.event_handler.bulk.step()  # a large message: take turns
+
+
+async def _unstuffed(buffer: bytearray, bulk: BulkLane, piece: int = wire.PIECE) -> bytes:
+    """``wire.unstuff(buffer)``; a large message in pieces, with the event loop free between them."""
+    if len(buffer) <= piece:
+        return wire.unstuff(buffer)
+    body_end = len(buffer) - len(wire.EMPTY_DATA)
+    spans = list(wire.pieces(buffer, body_end, piece))
+    stuffed = False
+    for start, stop in spans:
+        if wire.piece_is_stuffed(buffer, start, stop):
+            stuffed = True
+            break
+        await bulk.step()
+    with memoryview(buffer) as view:
+        if not stuffed:
+            return bytes(view[:body_end])
+        parts = []
+        for start, stop in spans:
+            parts.append(wire.unstuff_piece(bytes(view[start:stop])))
+            await bulk.step()
+    return b"".join(parts)
+
+
+def _buffered_lines(reader: asyncio.StreamReader) -> list[bytes]:
+    """The complete lines already received and not yet read (the StreamReader's buffer)."""
+    buffered = bytes(reader._buffer)  # type: ignore[attr-defined]
+    return buffered.split(b"\r\n")[:-1]
 
 
 def _push_back(reader: asyncio.StreamReader, data: bytes) -> None:

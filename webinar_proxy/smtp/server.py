@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Iterable
 
 from webinar_proxy.metrics import Metrics
@@ -46,8 +47,13 @@ class RelayServer:
     def _protocol_factory(self) -> RelaySMTP:
         return RelaySMTP(self.handler, registry=self.connections)
 
-    async def start(self) -> None:
+    async def start(self, sock: socket.socket | None = None) -> None:
+        """Listen on ``smtp.listen``, or accept on ``sock`` (bound and listening already:
+        a worker of a group accepts on the socket its supervisor bound)."""
         loop = asyncio.get_running_loop()
+        if sock is not None:
+            self._server = await loop.create_server(self._protocol_factory, sock=sock, start_serving=True)
+            return
         host = self.settings.listen.host
         self._server = await loop.create_server(
             self._protocol_factory, host=host, port=self.settings.listen.port,

@@ -4,10 +4,10 @@ All sqlite3 calls run on one dedicated worker thread that owns the connection, s
 the event loop never blocks on disk or on another process's write lock (which
 ``busy_timeout`` waits out).  Datetimes are stored as fixed-width ISO 8601 UTC
 text, so text comparison orders them; lists are JSON text; the calendar a BLOB.
-The per-key lock is in-process (``KeyLocks``): SQLite is the one-instance setup.
-The registration queue and the API pace are written in ``BEGIN IMMEDIATE``
-transactions, so every process on the file (a relay, a second relay for a short
-overlap, ``conferences`` commands) shares them.
+The per-key lock holds across processes (``FileKeyLocks``, record locks in
+``<file>-keylocks``), so several relay workers can share one file.  The
+registration queue and the API pace are written in ``BEGIN IMMEDIATE``
+transactions, so every process on the file shares them.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
-from webinar_proxy.store.locks import KeyLocks
+from webinar_proxy.store.locks import FileKeyLocks, KeyLocks
 from webinar_proxy.store.protocol import DEFAULT_BATCH
 from webinar_proxy.store.records import (
     COLUMNS,
@@ -187,7 +187,9 @@ class SqliteStore:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
         self._connection: sqlite3.Connection | None = None
         self._closed = False
-        self._locks = KeyLocks()
+        self._locks: KeyLocks | FileKeyLocks = (
+            KeyLocks() if path == ":memory:" else FileKeyLocks(path + "-keylocks")
+        )
 
     @classmethod
     async def open(cls, url: str, *, busy_timeout: float = 5.0) -> SqliteStore:
@@ -298,6 +300,8 @@ class SqliteStore:
         finally:
             self._closed = True
             self._executor.shutdown(wait=False)
+            if isinstance(self._locks, FileKeyLocks):
+                self._locks.close()
 
     async def ping(self) -> None:
         await self._call(self._db_execute, "SELECT 1", ())
@@ -371,7 +375,7 @@ class SqliteStore:
         )
 
     def key_lock(self, organizer: str, uid: str) -> AbstractAsyncContextManager[None]:
-        return self._locks.hold((organizer.lower(), uid))
+        return self._locks.hold(organizer.lower() + "\0" + uid)
 
     # The registration queue and the API pace: write transactions taken with BEGIN
     # IMMEDIATE, so every process on the file sees them one after the other.
@@ -512,5 +516,5 @@ class SqliteStore:
 
     async def lock_waiters(self, organizer: str, uid: str) -> int:
         """How many tasks of this process wait (not hold) for the key's lock."""
-        return self._locks.waiting((organizer.lower(), uid))
+        return self._locks.waiting(organizer.lower() + "\0" + uid)
 
