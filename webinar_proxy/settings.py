@@ -46,6 +46,14 @@ CONFIG_ENV = "WEBINAR_PROXY_CONFIG"
 TOKEN_CREDENTIAL = "webinar-token"
 
 
+def available_cores() -> int:
+    """The number of cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 class HostPort(NamedTuple):
     """A TCP endpoint; IPv6 hosts are kept without brackets."""
 
@@ -264,12 +272,7 @@ class SmtpSettings(_Section):
 
     def worker_count(self) -> int:
         """``workers``, or the number of cores this process may run on when unset."""
-        if self.workers is not None:
-            return self.workers
-        try:
-            return max(1, len(os.sched_getaffinity(0)))
-        except (AttributeError, OSError):
-            return max(1, os.cpu_count() or 1)
+        return self.workers if self.workers is not None else available_cores()
 
 
 class WebinarSettings(_Section):
@@ -363,7 +366,9 @@ class PolicySettings(_Section):
     #: address.  The organizer's domain must still be served.
     trusted_senders: AddressList = ()
     #: Worker processes that run the invitation engine (classify, rewrite, next
-    #: occurrence), never the event loop; unset = one per core.  A restart applies it.
+    #: occurrence), never the event loop, in each relay process; unset = the cores
+    #: shared out over ``smtp.workers`` (at least one each), so the group as a whole
+    #: has one per core.  A restart applies it.
     engine_workers: int | None = Field(None, ge=1, le=256)
     #: Longest one engine call may take; a worker past it is killed and replaced, and
     #: its mail forwarded unchanged ("not processable: engine timeout").
@@ -459,6 +464,13 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = MetricsSettings()
     logging: LoggingSettings = LoggingSettings()
     milter: MilterSettings = MilterSettings()
+
+    def engine_pool_size(self) -> int:
+        """Engine worker processes per relay process: ``policy.engine_workers``, or the
+        cores shared out over the relay processes (at least one each)."""
+        if self.policy.engine_workers is not None:
+            return self.policy.engine_workers
+        return max(1, -(-available_cores() // self.smtp.worker_count()))
 
     @classmethod
     def settings_customise_sources(

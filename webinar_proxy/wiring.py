@@ -70,7 +70,7 @@ async def open_services(
 ) -> AsyncIterator[Services]:
     store = await open_configured_store(settings.store)
     policy = settings.policy
-    engine = EnginePool(workers=policy.engine_workers, timeout_seconds=policy.engine_timeout_seconds,
+    engine = EnginePool(workers=settings.engine_pool_size(), timeout_seconds=policy.engine_timeout_seconds,
                         memory_mb=policy.engine_memory_mb, on_stopped=metrics.engine_stopped)
     try:
         overrides = dict(client_options or {})

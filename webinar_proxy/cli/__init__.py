@@ -49,8 +49,9 @@ signals:
                    policy.engine_workers and policy.engine_memory_mb need a restart
 
 engine workers:
-  invitations are read and rewritten in policy.engine_workers processes (default: one
-  per core), each call within policy.engine_timeout_seconds (10) and each worker within
+  invitations are read and rewritten in policy.engine_workers processes in each relay
+  process (default: the cores shared out over smtp.workers), each call within
+  policy.engine_timeout_seconds (10) and each worker within
   policy.engine_memory_mb (512) of address space; a worker past either is killed and
   replaced, and its mail forwarded unchanged (metric webinar_proxy_engine_stopped_total)
 
@@ -270,10 +271,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     for warning in settings_warnings(settings):
         print(f"webinar-proxy: warning: {warning}", file=sys.stderr)
-    from webinar_proxy.invitation import default_workers
-
     policy = settings.policy
-    print(f"engine: {policy.engine_workers or default_workers()} worker processes, "
+    print(f"engine: {settings.engine_pool_size()} worker processes in each of "
+          f"{settings.smtp.worker_count()} relay processes, "
           f"{policy.engine_timeout_seconds:g} s per call, {policy.engine_memory_mb} MiB each")
     if not args.online:
         print("configuration OK")

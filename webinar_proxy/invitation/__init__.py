@@ -81,7 +81,6 @@ from webinar_proxy.invitation.pool import (
     EngineStopped,
     EngineUnavailable,
     InThreadEngine,
-    default_workers,
 )
 from webinar_proxy.invitation.rewriting import check_link, remove_conference, rewrite
 from webinar_proxy.mail import may_carry_calendar
@@ -107,7 +106,6 @@ __all__ = [
     "Occurrence",
     "check_link",
     "classify",
-    "default_workers",
     "headers_may_carry_calendar",
     "may_carry_calendar",
     "next_occurrence",

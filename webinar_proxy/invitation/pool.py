@@ -65,14 +65,6 @@ class EngineUnavailable(Exception):
     """No worker can take the call now (the pool is closed or could not start one)."""
 
 
-def default_workers() -> int:
-    """One worker per core this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 class Engine(Protocol):
     """The engine's four calls, awaited."""
 
@@ -235,9 +227,9 @@ async def _spawn(memory_mb: int) -> _Worker:
 class EnginePool:
     """N supervised engine workers; see the module docstring."""
 
-    def __init__(self, *, workers: int | None = None, timeout_seconds: float = 10.0,
+    def __init__(self, *, workers: int, timeout_seconds: float = 10.0,
                  memory_mb: int = 512, on_stopped: Callable[[str], None] | None = None) -> None:
-        self.size = workers or default_workers()
+        self.size = workers
         self.timeout_seconds = timeout_seconds
         self.memory_mb = memory_mb
         self._on_stopped = on_stopped or (lambda reason: None)
