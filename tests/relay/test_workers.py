@@ -196,3 +196,34 @@ async def test_workers_go_when_the_supervisor_dies(tmp_path: Path):
                         break
                     await asyncio.sleep(0.1)
         assert "the supervisor is gone; draining" in serve.output
+
+
+async def test_the_milter_runs_in_every_worker_of_the_group(tmp_path: Path):
+    from kilter.protocol import Continue
+
+    from tests.support.milter import MtaClient
+
+    async def one() -> bytes:
+        client = await MtaClient.connect(serve.smtp_port)  # the milter's port: SMTP is off
+        try:
+            outcome = await client.message(INVITE, "boss@example.org", ["ann@example.net"])
+        finally:
+            await client.close()
+        assert outcome.stage == "eom" and isinstance(outcome.reply, Continue)
+        return outcome.message
+
+    handled = re.compile(r"webinar_proxy\.milter\[worker (\d+)\]: session=\S+ .*outcome=")
+    async with running_fake_webinar(token=TOKEN) as fake, running_next_hop() as hop:
+        env = group_env(tmp_path, hop.port, fake.api_url, WEBINAR_PROXY_SMTP__ENABLED="false",
+                        WEBINAR_PROXY_MILTER__LISTEN="inet:127.0.0.1:0",
+                        WEBINAR_PROXY_MILTER__NOTICE_SUBMIT=f"127.0.0.1:{hop.port}")
+        async with running_serve(env) as serve:
+            assert "milter listening on" in serve.output
+            for _ in range(30):
+                messages = await asyncio.gather(*(one() for _ in range(4)))
+                if {int(m[1]) for line in serve.lines if (m := handled.search(line))} == {0, 1}:
+                    break
+            else:
+                raise AssertionError("one worker took every milter connection")
+            [event] = fake.state()["events"]
+            assert all(event["link"].encode() in message for message in messages)

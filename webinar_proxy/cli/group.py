@@ -1,9 +1,11 @@
 """``serve`` with ``smtp.workers`` > 1: a supervisor and its relay worker processes.
 
-The supervisor (the main process, the one systemd knows) binds the SMTP and milter
-listeners once and starts the workers; each worker is a fresh Python process that
-runs the whole product (``wiring.running_product``) and accepts on the inherited
-sockets, so the kernel spreads connections over them.  The supervisor:
+The supervisor (the main process, the one systemd knows) binds the listeners — one
+socket per worker on the same TCP port (SO_REUSEPORT), one shared socket for a unix
+milter socket — and starts the workers; each worker is a fresh Python process that
+runs the whole product (``wiring.running_product``) and accepts on its inherited
+socket.  A replacement worker takes over its predecessor's socket, with the
+connections waiting in it.  The supervisor:
 
 * sends ``READY=1`` once every worker reported ready, ``STOPPING=1`` on SIGTERM,
   ``RELOADING=1``/``READY=1`` around SIGHUP, and pings the watchdog; workers get no
@@ -170,19 +172,29 @@ async def _work(settings: Settings, index: int, control: socket.socket,
 # ---- the supervisor ---------------------------------------------------------------------
 
 
-def _bind_tcp(address: HostPort) -> socket.socket:
+def _bind_tcp(address: HostPort, count: int) -> list[socket.socket]:
+    """``count`` listening sockets on ``address``, one per worker, sharing the port with
+    SO_REUSEPORT: each has its own accept queue and the kernel spreads connections evenly.
+    (One shared socket would let the first worker to wake accept a whole burst, as
+    asyncio accepts up to its backlog per wake-up.)  The first one picks a port 0."""
     family, kind, proto, _, sockaddr = socket.getaddrinfo(
         address.host or None, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
-    sock = socket.socket(family, kind, proto)
+    sockets: list[socket.socket] = []
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(sockaddr)
-        sock.listen(socket.SOMAXCONN)
+        for _ in range(count):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind(sockaddr)
+            sock.listen(socket.SOMAXCONN)
+            sockaddr = sock.getsockname()
     except BaseException:
-        sock.close()
+        for sock in sockets:
+            sock.close()
         raise
-    return sock
+    return sockets
 
 
 def _bind_unix(path: str) -> socket.socket:
@@ -240,8 +252,9 @@ class Supervisor:
         self.load = load
         self.count = count
         self.level = level
-        self.smtp: socket.socket | None = None
-        self.milter: socket.socket | None = None
+        #: Listening sockets, one per worker (SO_REUSEPORT), or one shared (a unix socket).
+        self.smtp: list[socket.socket] = []
+        self.milter: list[socket.socket] = []
         self.workers: dict[int, _Worker] = {}
         self.stopping = asyncio.Event()
         self.metrics_dir = ""
@@ -250,7 +263,8 @@ class Supervisor:
 
     async def _spawn(self, index: int) -> _Worker:
         ours, theirs = socket.socketpair()
-        fds = [theirs.fileno(), *(s.fileno() if s else -1 for s in (self.smtp, self.milter))]
+        mine = [own[index % len(own)].fileno() if own else -1 for own in (self.smtp, self.milter)]
+        fds = [theirs.fileno(), *mine]
         env = {k: v for k, v in os.environ.items() if k not in _SUPERVISOR_ONLY}
         env["PROMETHEUS_MULTIPROC_DIR"] = self.metrics_dir
         try:
@@ -393,11 +407,11 @@ class Supervisor:
         self.metrics_dir = tempfile.mkdtemp(prefix="webinar-proxy-metrics-")
         try:
             if settings.smtp.enabled:
-                self.smtp = _bind_tcp(settings.smtp.listen)
+                self.smtp = _bind_tcp(settings.smtp.listen, self.count)
             listen = settings.milter.listen
             if listen is not None:
-                self.milter = _bind_unix(listen.path) if listen.kind == "unix" else _bind_tcp(
-                    HostPort(listen.host, listen.port))
+                self.milter = [_bind_unix(listen.path)] if listen.kind == "unix" else _bind_tcp(
+                    HostPort(listen.host, listen.port), self.count)
             first = [await self._spawn(index) for index in range(self.count)]
             started = asyncio.gather(*(w.ready for w in first))
             stopped = asyncio.ensure_future(self.stopping.wait())
@@ -418,12 +432,12 @@ class Supervisor:
                              f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
             loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self._reload()))
             status = []
-            if self.smtp is not None:
+            if self.smtp:
                 log.info("listening on %s, next hop %s, %d workers",
-                         _shown(self.smtp), settings.smtp.next_hop, self.count)
+                         _shown(self.smtp[0]), settings.smtp.next_hop, self.count)
                 status.append(f"relaying to {settings.smtp.next_hop}")
-            if self.milter is not None:
-                log.info("milter listening on %s, %d workers", _shown(self.milter), self.count)
+            if self.milter:
+                log.info("milter listening on %s, %d workers", _shown(self.milter[0]), self.count)
                 status.append(f"milter on {settings.milter.listen}")
             status.append(f"{self.count} workers")
             sdnotify.notify("READY=1", "STATUS=" + ", ".join(status))
@@ -444,9 +458,8 @@ class Supervisor:
             if watchdog is not None:
                 watchdog.cancel()
             await stop_metrics_server(endpoint)
-            for sock in (self.smtp, self.milter):
-                if sock is not None:
-                    sock.close()
+            for sock in (*self.smtp, *self.milter):
+                sock.close()
             if settings.milter.listen is not None and settings.milter.listen.kind == "unix" and self.milter:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(settings.milter.listen.path)

@@ -73,13 +73,14 @@ class BulkLane:
 
     Every piece of work on a large message (a chunk read, a piece un-stuffed or
     stuffed, a slice written) is followed by ``step()``, which waits for one of the
-    lane's slots and holds it through one loop turn.  Ten large messages then do two
-    pieces of work per turn instead of ten, their readers fill up and pause their
-    sockets, and a small message's commands wait for two pieces at most.  Nothing
-    waits for the network while holding a slot.
+    lane's slots and holds it through one loop turn.  Ten large messages then do one
+    piece of work per turn instead of ten, their readers fill up and pause their
+    sockets, and a small message's commands wait behind one piece at most.  Nothing
+    waits for the network while holding a slot.  (Two slots measured no better for
+    the large messages and worse for the small ones, see bench/bench_big_mail.py.)
     """
 
-    def __init__(self, width: int = 2) -> None:
+    def __init__(self, width: int = 1) -> None:
         self._slots = asyncio.Semaphore(width)
 
     async def step(self) -> None:

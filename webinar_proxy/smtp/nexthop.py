@@ -107,12 +107,18 @@ class NextHop:
             return
         self.close()
         try:
+            await self._connect_and_greet()
+        except BaseException:
+            self.close()  # whatever cut it short (a cancel, too): no half-open connection left
+            raise
+
+    async def _connect_and_greet(self) -> None:
+        try:
             async with asyncio.timeout(self._connect_timeout):
                 self._reader, self._writer = await asyncio.open_connection(
                     self.address.host, self.address.port, limit=_LINE_LIMIT
                 )
         except (OSError, TimeoutError) as exc:
-            self.close()
             raise NextHopError(f"connect to {self.address}: {exc or 'timed out'}", reached=False) from exc
         try:
             async with asyncio.timeout(self._connect_timeout):
@@ -121,14 +127,9 @@ class NextHop:
                 raise NextHopError(f"{self.address} greeted with {banner.code} {banner.text}", reached=True)
             self._writer.write(_line(b"EHLO", self._local_hostname.encode()))
             ehlo = await self._read_reply_within()
-        except NextHopError:
-            self.close()
-            raise
         except (OSError, TimeoutError, EOFError, ValueError) as exc:
-            self.close()
             raise NextHopError(f"EHLO to {self.address}: {exc or 'timed out'}", reached=True) from exc
         if ehlo.code != 250:
-            self.close()
             raise NextHopError(f"EHLO to {self.address} answered {ehlo.code} {ehlo.text}", reached=True)
         self._extensions = {line.split(" ", 1)[0].lower() for line in ehlo.text.splitlines()[1:] if line}
 
@@ -229,11 +230,13 @@ class NextHop:
         return reply
 
     async def quit(self) -> None:
-        if self.is_open and not self.in_data:
-            with contextlib.suppress(NextHopError, TimeoutError):
-                async with asyncio.timeout(5):
-                    await self.command(b"QUIT")
-        self.close()
+        try:
+            if self.is_open and not self.in_data:
+                with contextlib.suppress(NextHopError, TimeoutError):
+                    async with asyncio.timeout(5):
+                        await self.command(b"QUIT")
+        finally:
+            self.close()
 
     def close(self) -> None:
         self.in_data = False
