@@ -53,8 +53,14 @@ START_TIMEOUT_SECONDS = 60.0
 SOCKET_BUFFER = 1024 * 1024
 
 
+#: Workers run at this lower priority (``nice``), imports included: when every core is
+#: busy reading invitations, the event loop still gets the CPU for the plain mail.
+WORKER_NICENESS = 10
 #: The child's program (``-c``, not ``-m``: the package imports its ``worker`` module).
-_WORKER_MAIN = "import sys; from webinar_proxy.invitation.worker import main; sys.exit(main(sys.argv))"
+_WORKER_MAIN = (
+    f"import os, sys; os.nice({WORKER_NICENESS}); "
+    "from webinar_proxy.invitation.worker import main; sys.exit(main(sys.argv))"
+)
 
 
 class EngineStopped(EngineError):
