@@ -384,7 +384,10 @@ class EnginePool:
             await self._stopped(worker, "crash", quiet=True)  # died while idle: replace, try another
 
     def _release(self, worker: _Worker) -> None:
-        if self._closed or worker not in self._workers:
+        if self._closed:  # finished just as the pool closed: nobody will use it again
+            worker.close()
+            return
+        if worker not in self._workers:
             return
         while self._waiters:
             waiter = self._waiters.pop(0)
