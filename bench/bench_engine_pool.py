@@ -15,6 +15,8 @@ Needs smtp-sink from Debian's postfix package.  Loopback only.
 
     .venv/bin/python bench/bench_engine_pool.py                 # both (~1-2 min)
     .venv/bin/python bench/bench_engine_pool.py --only throughput --rounds 5
+    git archive cb18bd8 | tar -x -C /tmp/before     # the code before the pool
+    .venv/bin/python bench/bench_engine_pool.py --only latency --compare-with /tmp/before
 """
 
 from __future__ import annotations
@@ -121,18 +123,20 @@ async def throughput(rounds: int, count: int, workers: int) -> None:
 
 # --- 2. latency ----------------------------------------------------------------------
 
-def _start_relay(port: int, sink_port: int, work: Path, timeout: float) -> subprocess.Popen[bytes]:
+def _start_relay(repo: Path, port: int, sink_port: int, work: Path,
+                 engine_timeout: float | None) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WEBINAR_PROXY_")}
     env.update({
         "WEBINAR_PROXY_SMTP__LISTEN": f"127.0.0.1:{port}",
         "WEBINAR_PROXY_SMTP__NEXT_HOP": f"127.0.0.1:{sink_port}",
         "WEBINAR_PROXY_WEBINAR__TOKEN": "bench",
-        "WEBINAR_PROXY_WEBINAR__API_URL": "http://127.0.0.1:9/v3",  # never reached
+        "WEBINAR_PROXY_WEBINAR__API_URL": "http://127.0.0.1:9/v3",  # refused at once
         "WEBINAR_PROXY_STORE__URL": f"sqlite:///{work}/state.db",
-        "WEBINAR_PROXY_POLICY__ENGINE_TIMEOUT_SECONDS": str(timeout),
     })
+    if engine_timeout is not None:
+        env["WEBINAR_PROXY_POLICY__ENGINE_TIMEOUT_SECONDS"] = str(engine_timeout)
     log = (work / "relay.log").open("ab")
-    process = subprocess.Popen([sys.executable, "-m", "webinar_proxy", "serve"], cwd=REPO,
+    process = subprocess.Popen([sys.executable, "-m", "webinar_proxy", "serve"], cwd=repo,
                                env=env, stdout=log, stderr=log)
     wait_for_port(port)
     return process
@@ -153,13 +157,15 @@ def _p(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-async def latency(count: int, poisoned: int, engine_timeout: float) -> None:
-    poison_size = len(invitation(0, attendees=4_900, comments=40_000))
+async def _series(repo: Path, count: int, poisoned: int,
+                  engine_timeout: float | None) -> tuple[list[float], list[float], list[str], int]:
+    """Plain-mail latencies alone and with ``poisoned`` slow invitations in flight, the
+    slow ones' replies (CODE:SECONDS) and how many workers were stopped."""
     with tempfile.TemporaryDirectory(prefix="bench-engine-pool-") as tmp:
         work = Path(tmp)
         sink_port, port = free_port(), free_port()
         sink = start_sink(sink_port)
-        relay = _start_relay(port, sink_port, work, engine_timeout)
+        relay = _start_relay(repo, port, sink_port, work, engine_timeout)
         target = HostPort("127.0.0.1", port)
         try:
             await _plain_latencies(target, 20)  # warm up
@@ -181,16 +187,26 @@ async def latency(count: int, poisoned: int, engine_timeout: float) -> None:
             stop(sink)
         stopped = sum((work / "relay.log").read_text().count(f"engine {reason})")
                       for reason in ("timeout", "memory", "crash"))
+    return alone, during, report, stopped
+
+
+async def latency(count: int, poisoned: int, engine_timeout: float, before: Path | None) -> None:
+    poison_size = len(invitation(0, attendees=4_900, comments=40_000))
+    trees: list[tuple[str, Path, float | None]] = [("this tree", REPO, engine_timeout)]
+    if before is not None:
+        trees.insert(0, (f"{before} (no pool)", before, None))
     print(f"\nlatency: {count} plain 10 KB mails one after another through `serve` "
-          f"({default_workers()} workers, engine_timeout_seconds={engine_timeout})")
-    print(f"  alone                       p50 {_p(alone, 0.5):6.1f} ms   p99 {_p(alone, 0.99):6.1f} ms")
-    print(f"  {poisoned} slow invitations in flight p50 {_p(during, 0.5):6.1f} ms   "
-          f"p99 {_p(during, 0.99):6.1f} ms")
-    codes = sorted({item.split(":")[0] for item in report})
-    times = [float(item.split(":")[1]) for item in report]
-    print(f"  slow invitations: {len(report)} answered {codes} "
-          f"({poison_size} bytes each), median {statistics.median(times):.2f} s, "
-          f"max {max(times):.2f} s; workers stopped at the limit: {stopped}")
+          f"({default_workers()} workers, engine_timeout_seconds={engine_timeout}); "
+          f"{poisoned} slow invitations of {poison_size} bytes kept in flight")
+    for name, repo, timeout in trees:
+        alone, during, report, stopped = await _series(repo, count, poisoned, timeout)
+        codes = sorted({item.split(":")[0] for item in report})
+        times = [float(item.split(":")[1]) for item in report] or [float("nan")]
+        print(f"  {name}")
+        print(f"    alone                 p50 {_p(alone, 0.5):7.1f} ms   p99 {_p(alone, 0.99):7.1f} ms")
+        print(f"    slow ones in flight   p50 {_p(during, 0.5):7.1f} ms   p99 {_p(during, 0.99):7.1f} ms")
+        print(f"    slow ones: {len(report)} answered {codes}, median {statistics.median(times):.2f} s, "
+              f"max {max(times):.2f} s; workers stopped at the limit: {stopped}")
 
 
 async def send_slow(port: int, senders: int) -> None:
@@ -224,6 +240,9 @@ def main() -> int:
     parser.add_argument("--plain", type=int, default=300, help="plain mails per latency series")
     parser.add_argument("--poisoned", type=int, default=10)
     parser.add_argument("--timeout", type=float, default=0.2)
+    parser.add_argument("--compare-with", type=Path, metavar="DIR",
+                        help="also measure latency with `serve` from this checkout (e.g. an "
+                             "export of the commit before the pool), side by side")
     parser.add_argument("--send-slow", nargs=2, type=int, metavar=("PORT", "SENDERS"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -233,7 +252,7 @@ def main() -> int:
     if args.only in (None, "throughput"):
         asyncio.run(throughput(args.rounds, args.count, args.workers))
     if args.only in (None, "latency"):
-        asyncio.run(latency(args.plain, args.poisoned, args.timeout))
+        asyncio.run(latency(args.plain, args.poisoned, args.timeout, args.compare_with))
     return 0
 
 
