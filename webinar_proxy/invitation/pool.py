@@ -58,8 +58,10 @@ SOCKET_BUFFER = 1024 * 1024
 WORKER_NICENESS = 10
 #: The child's program (``-c``, not ``-m``: the package imports its ``worker`` module).
 _WORKER_MAIN = (
-    f"import os, sys; os.nice({WORKER_NICENESS}); "
-    "from webinar_proxy.invitation.worker import main; sys.exit(main(sys.argv))"
+    "import contextlib, os, sys\n"
+    f"with contextlib.suppress(OSError): os.nice({WORKER_NICENESS})\n"
+    "from webinar_proxy.invitation.worker import main\n"
+    "sys.exit(main(sys.argv))\n"
 )
 
 
