@@ -49,8 +49,16 @@ START_TIMEOUT_SECONDS = 60.0
 SOCKET_BUFFER = 1024 * 1024
 
 
+#: Workers run at this lower priority (``nice``), imports included: when every core is
+#: busy reading invitations, the event loop still gets the CPU for the plain mail.
+WORKER_NICENESS = 10
 #: The child's program (``-c``, not ``-m``: the package imports its ``worker`` module).
-_WORKER_MAIN = "import sys; from webinar_proxy.invitation.worker import main; sys.exit(main(sys.argv))"
+_WORKER_MAIN = (
+    "import contextlib, os, sys\n"
+    f"with contextlib.suppress(OSError): os.nice({WORKER_NICENESS})\n"
+    "from webinar_proxy.invitation.worker import main\n"
+    "sys.exit(main(sys.argv))\n"
+)
 
 
 class EngineStopped(EngineError):
@@ -366,7 +374,10 @@ class EnginePool:
             await self._stopped(worker, "crash", quiet=True)  # died while idle: replace, try another
 
     def _release(self, worker: _Worker) -> None:
-        if self._closed or worker not in self._workers:
+        if self._closed:  # finished just as the pool closed: nobody will use it again
+            worker.close()
+            return
+        if worker not in self._workers:
             return
         while self._waiters:
             waiter = self._waiters.pop(0)
