@@ -22,9 +22,9 @@ import psycopg_pool
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
 
+from webinar_proxy.store import sql
 from webinar_proxy.store.protocol import DEFAULT_BATCH
 from webinar_proxy.store.records import (
-    COLUMNS,
     ConferenceRecord,
     ConferenceState,
     PendingRegistration,
@@ -32,12 +32,11 @@ from webinar_proxy.store.records import (
     StoreConfigError,
     StoreError,
     redact_url,
-    registrations_from_json,
-    registrations_to_json,
     scrub,
     stamp_for_write,
     utc_now,
 )
+from webinar_proxy.store.sql import QUEUE_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +72,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (organizer, uid)
         )
         """,
-        "CREATE INDEX conferences_uid ON conferences (uid)",
-        "CREATE INDEX conferences_state_next_attempt ON conferences (state, next_attempt_at)",
-        "CREATE INDEX conferences_state_booked_end ON conferences (state, booked_end)",
+        sql.INDEX_CONFERENCES_UID,
+        sql.INDEX_CONFERENCES_NEXT_ATTEMPT,
+        sql.INDEX_CONFERENCES_BOOKED_END,
     ),
     (
         "ALTER TABLE conferences ADD COLUMN attendees text[] NOT NULL DEFAULT '{}'",
@@ -101,22 +100,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (organizer, uid, address)
         )
         """,
-        "CREATE INDEX registration_queue_order ON registration_queue (queued_at, position)",
+        sql.INDEX_REGISTRATION_QUEUE_ORDER,
         # The next free request slot per API key (a hash of the token), in epoch seconds
         # of the database's clock, so the relays' hosts need not agree on the time.
         "CREATE TABLE api_pace (key_hash text PRIMARY KEY, next_slot double precision NOT NULL)",
     ),
 )
 
-_SELECT = f"SELECT {', '.join(COLUMNS)} FROM conferences"
-_UPSERT = (
-    f"INSERT INTO conferences ({', '.join(COLUMNS)}) "
-    f"VALUES ({', '.join('%s' for _ in COLUMNS)}) "
-    "ON CONFLICT (organizer, uid) DO UPDATE SET "
-    + ", ".join(f"{name} = excluded.{name}" for name in COLUMNS[2:] if name != "created_at")
-    + f" RETURNING {', '.join(COLUMNS)}"
-)
-_ORDER = " ORDER BY created_at, organizer, uid"
+#: The shared statements, with psycopg's placeholders.
+_SQL = sql.STATEMENTS.rendered("%s")
+# PostgreSQL reads LIMIT NULL as "no limit".
+_NO_LIMIT = None
 _LOCK = "SELECT pg_advisory_lock(hashtextextended(%s, 0))"
 _UNLOCK = "SELECT pg_advisory_unlock(hashtextextended(%s, 0))"
 # pg_locks shows a bigint advisory key as classid (high 32 bits) and objid (low 32 bits).
@@ -130,7 +124,6 @@ _WAITERS = """
 """
 _MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
 
-_QUEUE_FIELDS = "address, action, role, name, position"
 _EPOCH = "extract(epoch FROM clock_timestamp())::float8"
 # One statement: reserve the key's next slot if it is near enough, else change nothing.
 _RESERVE = f"""
@@ -164,32 +157,25 @@ _CLAIM = f"""
         attempts = r.attempts + 1
     FROM batch b
     WHERE r.organizer = b.organizer AND r.uid = b.uid AND r.address = b.address
-    RETURNING r.organizer, r.uid, {", ".join("r." + f for f in _QUEUE_FIELDS.split(", "))}
+    RETURNING r.organizer, r.uid, {", ".join("r." + f for f in QUEUE_FIELDS.split(", "))}
 """
 
 _DRIVER_ERRORS = (psycopg.Error, psycopg_pool.PoolTimeout, psycopg_pool.PoolClosed)
 
 
+# psycopg adapts datetimes, booleans and bytes itself; lists become arrays.
+_ENCODE: dict[str, sql.Convert] = {
+    "registrations": Jsonb,
+    **dict.fromkeys(("cancelled_occurrences", "attendees", "mailed_to", "cancelled_to"), list),
+}
+
+
 def _encode(record: ConferenceRecord) -> tuple[Any, ...]:
-    values = []
-    for name in COLUMNS:
-        value = getattr(record, name)
-        if name == "registrations":
-            value = Jsonb(registrations_to_json(value))
-        elif name in ("cancelled_occurrences", "attendees", "mailed_to", "cancelled_to"):
-            value = list(value)
-        elif name == "state":
-            value = str(value)
-        values.append(value)
-    return tuple(values)
+    return sql.record_to_row(record, _ENCODE)
 
 
 def _decode(row: Sequence[Any]) -> ConferenceRecord:
-    fields = dict(zip(COLUMNS, row, strict=True))
-    for name in ("cancelled_occurrences", "attendees", "mailed_to", "cancelled_to"):
-        fields[name] = tuple(fields[name])
-    fields["registrations"] = registrations_from_json(fields["registrations"])
-    return ConferenceRecord(**fields)
+    return sql.row_to_record(row, {})
 
 
 class PostgresStore:
@@ -207,26 +193,20 @@ class PostgresStore:
             self._where = scrub(self._where, str(self._password))
         self._schema = ""
         self._options: dict[str, Any] = {"autocommit": True, "application_name": APPLICATION_NAME}
-        self._pool = psycopg_pool.AsyncConnectionPool(
-            url,
-            min_size=1,
-            max_size=pool_size,
-            kwargs=self._options,
-            check=psycopg_pool.AsyncConnectionPool.check_connection,
-            timeout=connect_timeout,
-            open=False,
-            name="store-queries",
-        )
-        self._lock_pool = psycopg_pool.AsyncConnectionPool(
-            url,
-            min_size=0,
-            max_size=lock_pool_size,
-            kwargs=self._options,
-            check=psycopg_pool.AsyncConnectionPool.check_connection,
-            timeout=connect_timeout,
-            open=False,
-            name="store-locks",
-        )
+        def pool(name: str, min_size: int, max_size: int) -> psycopg_pool.AsyncConnectionPool:
+            return psycopg_pool.AsyncConnectionPool(
+                url,
+                min_size=min_size,
+                max_size=max_size,
+                kwargs=self._options,
+                check=psycopg_pool.AsyncConnectionPool.check_connection,
+                timeout=connect_timeout,
+                open=False,
+                name=name,
+            )
+
+        self._pool = pool("store-queries", 1, pool_size)
+        self._lock_pool = pool("store-locks", 0, lock_pool_size)
 
     @classmethod
     async def open(
@@ -282,39 +262,31 @@ class PostgresStore:
                     "CREATE TABLE IF NOT EXISTS schema_version "
                     "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL)"
                 )
-                cursor = await conn.execute("SELECT coalesce(max(version), 0) FROM schema_version")
-                (current,) = await cursor.fetchone()
-                if current > len(MIGRATIONS):
-                    raise StoreError(
-                        f"postgresql store {self._where}: the database schema is version "
-                        f"{current}, newer than this program knows ({len(MIGRATIONS)}); "
-                        "upgrade webinar-proxy"
-                    )
+                (current,) = await (await conn.execute(_SQL.current_version)).fetchone()
+                if refusal := sql.newer_schema(current, len(MIGRATIONS)):
+                    raise StoreError(f"postgresql store {self._where}: {refusal}")
                 for version in range(current + 1, len(MIGRATIONS) + 1):
                     for statement in MIGRATIONS[version - 1]:
                         await conn.execute(statement)
-                    await conn.execute(
-                        "INSERT INTO schema_version (version, applied_at) VALUES (%s, %s)",
-                        (version, utc_now()),
-                    )
+                    await conn.execute(_SQL.record_version, (version, utc_now()))
 
     async def _fetch(
-        self, doing: str, sql: str, parameters: Sequence[Any] = ()
+        self, doing: str, statement: str, parameters: Sequence[Any] = ()
     ) -> builtins.list[Any]:
         with self._errors(doing):
             async with self._pool.connection() as conn:
-                cursor = await conn.execute(sql, parameters)
+                cursor = await conn.execute(statement, parameters)
                 return await cursor.fetchall()
 
     async def _records(
-        self, doing: str, sql: str, parameters: Sequence[Any] = ()
+        self, doing: str, statement: str, parameters: Sequence[Any] = ()
     ) -> builtins.list[ConferenceRecord]:
-        return [_decode(row) for row in await self._fetch(doing, sql, parameters)]
+        return [_decode(row) for row in await self._fetch(doing, statement, parameters)]
 
-    async def _execute(self, doing: str, sql: str, parameters: Sequence[Any] = ()) -> int:
+    async def _execute(self, doing: str, statement: str, parameters: Sequence[Any] = ()) -> int:
         with self._errors(doing):
             async with self._pool.connection() as conn:
-                cursor = await conn.execute(sql, parameters)
+                cursor = await conn.execute(statement, parameters)
                 return cursor.rowcount
 
     # The ConferenceStore operations.
@@ -328,80 +300,52 @@ class PostgresStore:
         await self._fetch("ping", "SELECT 1")
 
     async def get(self, organizer: str, uid: str) -> ConferenceRecord | None:
-        rows = await self._records(
-            "get", _SELECT + " WHERE organizer = %s AND uid = %s", (organizer.lower(), uid)
-        )
+        rows = await self._records("get", _SQL.get, (organizer.lower(), uid))
         return rows[0] if rows else None
 
     async def find_by_uid(self, uid: str) -> builtins.list[ConferenceRecord]:
-        return await self._records(
-            "find_by_uid", _SELECT + " WHERE uid = %s ORDER BY organizer", (uid,)
-        )
+        return await self._records("find_by_uid", _SQL.find_by_uid, (uid,))
 
     async def put(self, record: ConferenceRecord) -> ConferenceRecord:
-        rows = await self._records("put", _UPSERT, _encode(stamp_for_write(record)))
+        rows = await self._records("put", _SQL.put, _encode(stamp_for_write(record)))
         return rows[0]
 
     async def forget(self, organizer: str, uid: str) -> bool:
         await self.finish_registrations(organizer, uid)
-        deleted = await self._execute(
-            "forget",
-            "DELETE FROM conferences WHERE organizer = %s AND uid = %s",
-            (organizer.lower(), uid),
-        )
+        deleted = await self._execute("forget", _SQL.forget, (organizer.lower(), uid))
         return deleted > 0
 
     async def list(
         self, state: ConferenceState | None = None, limit: int | None = None
     ) -> builtins.list[ConferenceRecord]:
-        where, parameters = ("", []) if state is None else (" WHERE state = %s", [str(state)])
-        parameters.append(limit)  # LIMIT NULL is no limit
-        return await self._records("list", _SELECT + where + _ORDER + " LIMIT %s", parameters)
+        limit = _NO_LIMIT if limit is None else limit
+        if state is None:
+            return await self._records("list", _SQL.list_all, (limit,))
+        return await self._records("list", _SQL.list_state, (str(state), limit))
 
     async def due_deletes(
         self, now: datetime, limit: int = DEFAULT_BATCH
     ) -> builtins.list[ConferenceRecord]:
-        return await self._records(
-            "due_deletes",
-            _SELECT + " WHERE state = 'pending_delete' AND next_attempt_at <= %s"
-            " ORDER BY next_attempt_at, organizer, uid LIMIT %s",
-            (now, limit),
-        )
+        return await self._records("due_deletes", _SQL.due_deletes, (now, limit))
 
     async def due_rollovers(
         self, now: datetime, limit: int = DEFAULT_BATCH
     ) -> builtins.list[ConferenceRecord]:
-        return await self._records(
-            "due_rollovers",
-            _SELECT + " WHERE state = 'active' AND recurring AND booked_end <= %s"
-            " ORDER BY booked_end, organizer, uid LIMIT %s",
-            (now, limit),
-        )
+        return await self._records("due_rollovers", _SQL.due_rollovers, (now, limit))
 
     async def stale_creating(
         self, older_than: datetime, limit: int = DEFAULT_BATCH
     ) -> builtins.list[ConferenceRecord]:
-        return await self._records(
-            "stale_creating",
-            _SELECT + " WHERE state = 'creating' AND updated_at < %s"
-            " ORDER BY updated_at, organizer, uid LIMIT %s",
-            (older_than, limit),
-        )
+        return await self._records("stale_creating", _SQL.stale_creating, (older_than, limit))
 
     async def purge_deleted(self, older_than: datetime) -> int:
-        return await self._execute(
-            "purge_deleted",
-            "DELETE FROM conferences WHERE state = 'deleted' AND deleted_at < %s",
-            (older_than,),
-        )
+        return await self._execute("purge_deleted", _SQL.purge_deleted, (older_than,))
 
     async def pending_registrations(
         self, organizer: str, uid: str
     ) -> builtins.list[PendingRegistration]:
         rows = await self._fetch(
-            "pending_registrations",
-            f"SELECT {_QUEUE_FIELDS} FROM registration_queue WHERE organizer = %s AND uid = %s"
-            " ORDER BY position, address", (organizer.lower(), uid),
+            "pending_registrations", _SQL.pending_registrations, (organizer.lower(), uid)
         )
         return [PendingRegistration(*row) for row in rows]
 
@@ -453,9 +397,7 @@ class PostgresStore:
     ) -> int:
         if addresses is None:
             return await self._execute(
-                "finish_registrations",
-                "DELETE FROM registration_queue WHERE organizer = %s AND uid = %s",
-                (organizer.lower(), uid),
+                "finish_registrations", _SQL.finish_registrations, (organizer.lower(), uid)
             )
         return await self._execute(
             "finish_registrations",
@@ -465,16 +407,12 @@ class PostgresStore:
 
     async def registration_counts(self, organizer: str, uid: str) -> dict[str, int]:
         rows = await self._fetch(
-            "registration_counts",
-            "SELECT action, count(*) FROM registration_queue WHERE organizer = %s AND uid = %s"
-            " GROUP BY action", (organizer.lower(), uid),
+            "registration_counts", _SQL.registration_counts, (organizer.lower(), uid)
         )
-        counts = {"add": 0, "remove": 0}
-        counts.update({action: int(count) for action, count in rows})
-        return counts
+        return sql.counts_by_action(rows)
 
     async def queued_registrations(self) -> int:
-        rows = await self._fetch("queued_registrations", "SELECT count(*) FROM registration_queue")
+        rows = await self._fetch("queued_registrations", _SQL.queued_registrations)
         return int(rows[0][0])
 
     async def reserve_api_slot(self, key: str, interval: float, max_wait: float) -> float | None:

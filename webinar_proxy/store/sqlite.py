@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
+from webinar_proxy.store import sql
 from webinar_proxy.store.locks import FileKeyLocks, KeyLocks
 from webinar_proxy.store.protocol import DEFAULT_BATCH
 from webinar_proxy.store.records import (
-    COLUMNS,
     ConferenceRecord,
     ConferenceState,
     PendingRegistration,
@@ -36,11 +36,10 @@ from webinar_proxy.store.records import (
     StoreConfigError,
     StoreError,
     as_utc,
-    registrations_from_json,
-    registrations_to_json,
     stamp_for_write,
     utc_now,
 )
+from webinar_proxy.store.sql import QUEUE_FIELDS, STATEMENTS
 
 T = TypeVar("T")
 
@@ -76,9 +75,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (organizer, uid)
         )
         """,
-        "CREATE INDEX conferences_uid ON conferences (uid)",
-        "CREATE INDEX conferences_state_next_attempt ON conferences (state, next_attempt_at)",
-        "CREATE INDEX conferences_state_booked_end ON conferences (state, booked_end)",
+        sql.INDEX_CONFERENCES_UID,
+        sql.INDEX_CONFERENCES_NEXT_ATTEMPT,
+        sql.INDEX_CONFERENCES_BOOKED_END,
     ),
     (
         "ALTER TABLE conferences ADD COLUMN attendees TEXT NOT NULL DEFAULT '[]'",
@@ -104,27 +103,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (organizer, uid, address)
         )
         """,
-        "CREATE INDEX registration_queue_order ON registration_queue (queued_at, position)",
+        sql.INDEX_REGISTRATION_QUEUE_ORDER,
         # The next free request slot per API key (a hash of the token), in epoch seconds.
         "CREATE TABLE api_pace (key_hash TEXT PRIMARY KEY, next_slot REAL NOT NULL)",
     ),
 )
-#: Columns holding a list of addresses as JSON text.
-_ADDRESS_LIST_COLUMNS = frozenset({"attendees", "mailed_to", "cancelled_to"})
-
-_SELECT = f"SELECT {', '.join(COLUMNS)} FROM conferences"
-_UPSERT = (
-    f"INSERT INTO conferences ({', '.join(COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in COLUMNS)}) "
-    "ON CONFLICT (organizer, uid) DO UPDATE SET "
-    + ", ".join(f"{name} = excluded.{name}" for name in COLUMNS[2:] if name != "created_at")
-    + f" RETURNING {', '.join(COLUMNS)}"
-)
-_ORDER = " ORDER BY created_at, organizer, uid"
-_QUEUE_FIELDS = "address, action, role, name, position"
-_DATETIME_COLUMNS = frozenset(
-    {"booked_start", "booked_end", "created_at", "updated_at", "deleted_at", "next_attempt_at"}
-)
+# SQLite reads a negative LIMIT as "no limit".
+_NO_LIMIT = -1
 
 
 def path_from_url(url: str) -> str:
@@ -143,39 +128,41 @@ def _text(value: datetime | None) -> str | None:
     return None if value is None else as_utc(value).isoformat(timespec="microseconds")
 
 
+def _json_list(value: Any) -> str:
+    return json.dumps(list(value))
+
+
+def _datetimes_from_json(value: str) -> list[datetime]:
+    return [datetime.fromisoformat(when) for when in json.loads(value)]
+
+
+# Datetimes are ISO 8601 text, lists JSON text, the recurring flag 0 or 1.
+_ENCODE: dict[str, sql.Convert] = {
+    **dict.fromkeys(
+        ("booked_start", "booked_end", "created_at", "updated_at", "deleted_at",
+         "next_attempt_at"), _text),
+    "cancelled_occurrences": lambda value: json.dumps([_text(when) for when in value]),
+    "registrations": json.dumps,
+    **dict.fromkeys(("attendees", "mailed_to", "cancelled_to"), _json_list),
+    "recurring": int,
+}
+_DECODE: dict[str, sql.Convert] = {
+    **dict.fromkeys(
+        ("booked_start", "booked_end", "created_at", "updated_at", "deleted_at",
+         "next_attempt_at"), datetime.fromisoformat),
+    "cancelled_occurrences": _datetimes_from_json,
+    "registrations": json.loads,
+    **dict.fromkeys(("attendees", "mailed_to", "cancelled_to"), json.loads),
+    "recurring": bool,
+}
+
+
 def _encode(record: ConferenceRecord) -> tuple[Any, ...]:
-    values = []
-    for name in COLUMNS:
-        value = getattr(record, name)
-        if name in _DATETIME_COLUMNS:
-            value = _text(value)
-        elif name == "cancelled_occurrences":
-            value = json.dumps([_text(when) for when in value])
-        elif name == "registrations":
-            value = json.dumps(registrations_to_json(value))
-        elif name in _ADDRESS_LIST_COLUMNS:
-            value = json.dumps(list(value))
-        elif name == "recurring":
-            value = int(value)
-        elif name == "state":
-            value = str(value)
-        values.append(value)
-    return tuple(values)
+    return sql.record_to_row(record, _ENCODE)
 
 
 def _decode(row: Sequence[Any]) -> ConferenceRecord:
-    fields = dict(zip(COLUMNS, row, strict=True))
-    for name in _DATETIME_COLUMNS:
-        if fields[name] is not None:
-            fields[name] = datetime.fromisoformat(fields[name])
-    fields["cancelled_occurrences"] = tuple(
-        datetime.fromisoformat(when) for when in json.loads(fields["cancelled_occurrences"])
-    )
-    fields["registrations"] = registrations_from_json(json.loads(fields["registrations"]))
-    fields["recurring"] = bool(fields["recurring"])
-    for name in _ADDRESS_LIST_COLUMNS:
-        fields[name] = tuple(json.loads(fields[name]))
-    return ConferenceRecord(**fields)
+    return sql.row_to_record(row, _DECODE)
 
 
 class SqliteStore:
@@ -251,21 +238,13 @@ class SqliteStore:
         # one after the other do not both run the same migration.
         connection.execute("BEGIN IMMEDIATE")
         try:
-            (current,) = connection.execute(
-                "SELECT coalesce(max(version), 0) FROM schema_version"
-            ).fetchone()
-            if current > len(MIGRATIONS):
-                raise StoreError(
-                    f"the database schema is version {current}, newer than this program "
-                    f"knows ({len(MIGRATIONS)}); upgrade webinar-proxy"
-                )
+            (current,) = connection.execute(STATEMENTS.current_version).fetchone()
+            if refusal := sql.newer_schema(current, len(MIGRATIONS)):
+                raise StoreError(refusal)
             for version in range(current + 1, len(MIGRATIONS) + 1):
                 for statement in MIGRATIONS[version - 1]:
                     connection.execute(statement)
-                connection.execute(
-                    "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
-                    (version, _text(utc_now())),
-                )
+                connection.execute(STATEMENTS.record_version, (version, _text(utc_now())))
             connection.execute("COMMIT")
         except BaseException:
             connection.execute("ROLLBACK")
@@ -276,14 +255,14 @@ class SqliteStore:
             raise StoreError(f"sqlite store {self.path}: not open")
         return self._connection
 
-    def _db_fetch(self, sql: str, parameters: Sequence[Any]) -> builtins.list[ConferenceRecord]:
-        return [_decode(row) for row in self._db().execute(sql, parameters).fetchall()]
+    def _db_fetch(self, statement: str, parameters: Sequence[Any]) -> builtins.list[ConferenceRecord]:
+        return [_decode(row) for row in self._db().execute(statement, parameters).fetchall()]
 
-    def _db_execute(self, sql: str, parameters: Sequence[Any]) -> int:
-        return self._db().execute(sql, parameters).rowcount
+    def _db_execute(self, statement: str, parameters: Sequence[Any]) -> int:
+        return self._db().execute(statement, parameters).rowcount
 
     def _db_upsert(self, values: tuple[Any, ...]) -> ConferenceRecord:
-        return _decode(self._db().execute(_UPSERT, values).fetchone())
+        return _decode(self._db().execute(STATEMENTS.put, values).fetchone())
 
     def _db_close(self) -> None:
         if self._connection is not None:
@@ -307,71 +286,48 @@ class SqliteStore:
         await self._call(self._db_execute, "SELECT 1", ())
 
     async def get(self, organizer: str, uid: str) -> ConferenceRecord | None:
-        rows = await self._call(
-            self._db_fetch, _SELECT + " WHERE organizer = ? AND uid = ?", (organizer.lower(), uid)
-        )
+        rows = await self._call(self._db_fetch, STATEMENTS.get, (organizer.lower(), uid))
         return rows[0] if rows else None
 
     async def find_by_uid(self, uid: str) -> builtins.list[ConferenceRecord]:
-        return await self._call(
-            self._db_fetch, _SELECT + " WHERE uid = ? ORDER BY organizer", (uid,)
-        )
+        return await self._call(self._db_fetch, STATEMENTS.find_by_uid, (uid,))
 
     async def put(self, record: ConferenceRecord) -> ConferenceRecord:
         return await self._call(self._db_upsert, _encode(stamp_for_write(record)))
 
     async def forget(self, organizer: str, uid: str) -> bool:
         await self.finish_registrations(organizer, uid)
-        deleted = await self._call(
-            self._db_execute,
-            "DELETE FROM conferences WHERE organizer = ? AND uid = ?",
-            (organizer.lower(), uid),
-        )
+        deleted = await self._call(self._db_execute, STATEMENTS.forget, (organizer.lower(), uid))
         return deleted > 0
 
     async def list(
         self, state: ConferenceState | None = None, limit: int | None = None
     ) -> builtins.list[ConferenceRecord]:
-        where, parameters = ("", []) if state is None else (" WHERE state = ?", [str(state)])
-        # SQLite reads a negative LIMIT as "no limit".
-        parameters.append(-1 if limit is None else limit)
-        return await self._call(self._db_fetch, _SELECT + where + _ORDER + " LIMIT ?", parameters)
+        limit = _NO_LIMIT if limit is None else limit
+        if state is None:
+            return await self._call(self._db_fetch, STATEMENTS.list_all, (limit,))
+        return await self._call(self._db_fetch, STATEMENTS.list_state, (str(state), limit))
 
     async def due_deletes(
         self, now: datetime, limit: int = DEFAULT_BATCH
     ) -> builtins.list[ConferenceRecord]:
-        return await self._call(
-            self._db_fetch,
-            _SELECT + " WHERE state = 'pending_delete' AND next_attempt_at <= ?"
-            " ORDER BY next_attempt_at, organizer, uid LIMIT ?",
-            (_text(now), limit),
-        )
+        return await self._call(self._db_fetch, STATEMENTS.due_deletes, (_text(now), limit))
 
     async def due_rollovers(
         self, now: datetime, limit: int = DEFAULT_BATCH
     ) -> builtins.list[ConferenceRecord]:
-        return await self._call(
-            self._db_fetch,
-            _SELECT + " WHERE state = 'active' AND recurring = 1 AND booked_end <= ?"
-            " ORDER BY booked_end, organizer, uid LIMIT ?",
-            (_text(now), limit),
-        )
+        return await self._call(self._db_fetch, STATEMENTS.due_rollovers, (_text(now), limit))
 
     async def stale_creating(
         self, older_than: datetime, limit: int = DEFAULT_BATCH
     ) -> builtins.list[ConferenceRecord]:
         return await self._call(
-            self._db_fetch,
-            _SELECT + " WHERE state = 'creating' AND updated_at < ?"
-            " ORDER BY updated_at, organizer, uid LIMIT ?",
-            (_text(older_than), limit),
+            self._db_fetch, STATEMENTS.stale_creating, (_text(older_than), limit)
         )
 
     async def purge_deleted(self, older_than: datetime) -> int:
         return await self._call(
-            self._db_execute,
-            "DELETE FROM conferences WHERE state = 'deleted' AND deleted_at < ?",
-            (_text(older_than),),
+            self._db_execute, STATEMENTS.purge_deleted, (_text(older_than),)
         )
 
     def key_lock(self, organizer: str, uid: str) -> AbstractAsyncContextManager[None]:
@@ -396,8 +352,7 @@ class SqliteStore:
     ) -> builtins.list[PendingRegistration]:
         def read(connection: sqlite3.Connection) -> builtins.list[PendingRegistration]:
             rows = connection.execute(
-                f"SELECT {_QUEUE_FIELDS} FROM registration_queue WHERE organizer = ? AND uid = ?"
-                " ORDER BY position, address", (organizer.lower(), uid),
+                STATEMENTS.pending_registrations, (organizer.lower(), uid)
             ).fetchall()
             return [PendingRegistration(*row) for row in rows]
 
@@ -441,7 +396,7 @@ class SqliteStore:
             if first is None:
                 return None
             rows = connection.execute(
-                f"SELECT {_QUEUE_FIELDS} FROM registration_queue"
+                f"SELECT {QUEUE_FIELDS} FROM registration_queue"
                 f" WHERE organizer = ? AND uid = ? AND action = ? AND {free}"
                 " ORDER BY position, address LIMIT ?", (*first, _text(now), limit),
             ).fetchall()
@@ -463,9 +418,7 @@ class SqliteStore:
 
         def finish(connection: sqlite3.Connection) -> int:
             if addresses is None:
-                return connection.execute(
-                    "DELETE FROM registration_queue WHERE organizer = ? AND uid = ?", key
-                ).rowcount
+                return connection.execute(STATEMENTS.finish_registrations, key).rowcount
             return sum(connection.execute(
                 "DELETE FROM registration_queue WHERE organizer = ? AND uid = ? AND address = ?",
                 (*key, address.lower()),
@@ -475,16 +428,14 @@ class SqliteStore:
 
     async def registration_counts(self, organizer: str, uid: str) -> dict[str, int]:
         rows = await self._call(lambda: self._db().execute(
-            "SELECT action, count(*) FROM registration_queue WHERE organizer = ? AND uid = ?"
-            " GROUP BY action", (organizer.lower(), uid),
+            STATEMENTS.registration_counts, (organizer.lower(), uid)
         ).fetchall())
-        counts = {"add": 0, "remove": 0}
-        counts.update({action: int(count) for action, count in rows})
-        return counts
+        return sql.counts_by_action(rows)
 
     async def queued_registrations(self) -> int:
-        (count,) = await self._call(lambda: self._db().execute(
-            "SELECT count(*) FROM registration_queue").fetchone())
+        (count,) = await self._call(
+            lambda: self._db().execute(STATEMENTS.queued_registrations).fetchone()
+        )
         return int(count)
 
     async def reserve_api_slot(self, key: str, interval: float, max_wait: float) -> float | None:
