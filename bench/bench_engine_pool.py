@@ -41,9 +41,8 @@ from webinar_proxy.invitation import (
     EngineOptions,
     EnginePool,
     InThreadEngine,
-    default_workers,
 )
-from webinar_proxy.settings import HostPort
+from webinar_proxy.settings import HostPort, available_cores
 from webinar_proxy.smtp.submit import submit
 
 LINK = "https://events.webinar.ru/bench/1234567"
@@ -196,7 +195,7 @@ async def latency(count: int, poisoned: int, engine_timeout: float, before: Path
     if before is not None:
         trees.insert(0, (f"{before} (no pool)", before, None))
     print(f"\nlatency: {count} plain 10 KB mails one after another through `serve` "
-          f"({default_workers()} workers, engine_timeout_seconds={engine_timeout}); "
+          f"({available_cores()} workers, engine_timeout_seconds={engine_timeout}); "
           f"{poisoned} slow invitations of {poison_size} bytes kept in flight")
     for name, repo, timeout in trees:
         alone, during, report, stopped = await _series(repo, count, poisoned, timeout)
@@ -241,7 +240,7 @@ def main() -> int:
     parser.add_argument("--only", choices=("throughput", "latency"))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--count", type=int, default=200, help="invitations per throughput round")
-    parser.add_argument("--workers", type=int, default=default_workers())
+    parser.add_argument("--workers", type=int, default=available_cores())
     parser.add_argument("--plain", type=int, default=300, help="plain mails per latency series")
     parser.add_argument("--poisoned", type=int, default=10)
     parser.add_argument("--timeout", type=float, default=0.2)
