@@ -365,3 +365,40 @@ def test_header_block_ended_by_an_odd_empty_line(odd_end: str) -> None:
         f"--b\r\nContent-Type: text/calendar; charset=utf-8; method=REQUEST\r\n\r\n{_event()}\r\n--b--\r\n"
     ).encode()
     assert check(raw) == "rewritten"
+
+
+def test_calendar_nested_in_a_calendar_without_end_lines() -> None:
+    """``BEGIN:VCALENDAR`` twice and both END lines damaged: icalendar reads the VEVENT
+    inside the inner object; the stored copy closed only one of the two and found no
+    calendar object ("internal error: CalendarError: no such calendar object")."""
+    ics = "BEGIN:VCALENDAR\r\n" + _event(end="END:VCALEN-AR") + "END:VCALEN-AR\r\n"
+    for raw in (ics.encode(), _mail(ics)):
+        result = classify(raw, MAIL_FROM, OPTIONS, NOW)
+        assert not result.reason.startswith("internal error"), result.reason
+        assert b"UID:fuzz-1@example.com" in result.calendar  # (METHOD is in the inner one)
+        check(raw)
+
+
+@pytest.mark.parametrize("damage", [
+    ("END:VEVENT\r\n", "END:VEV-NT\r\n"),  # the VEVENT is never closed
+    ("LOCATION:@webinar\r\n", "LOCATION:@webinar\r\nATTENDEE;PARTSTAT 3DNEEDS:mailto:b@example.net\r\n"),
+], ids=["vevent-without-end", "unparsable-line"])
+def test_link_is_read_back_from_a_damaged_event(damage: tuple[str, str]) -> None:
+    """The rewrite skipped a VEVENT without END:VEVENT (icalendar reads it), and put its
+    CONFERENCE after a line icalendar cannot parse, which makes it skip the rest of the
+    component: the link was not read back.  Now unclosed components are blocks too,
+    and new lines go before the first unparsable one."""
+    raw = _mail(_event().replace(*damage))
+    assert check(raw) == "rewritten"
+    again = classify(rewrite(raw, "fuzz-1@example.com", LINK, OPTIONS), MAIL_FROM, OPTIONS, NOW)
+    assert again.our_link == LINK
+
+
+def test_header_the_stdlib_cannot_parse_is_kept_as_it_is() -> None:
+    """``Message-ID: <:x@y>`` makes the stdlib's header parser raise IndexError; the
+    rewrite keeps the header byte for byte, so the result is exactly as readable as the
+    input (the fuzz target now demands the stdlib read the result only when it reads
+    the input)."""
+    raw = _mail(_event()).replace(b"Subject: fuzz\r\n", b"Subject: fuzz\r\nMessage-ID: <:x@example.com>\r\n")
+    assert check(raw) == "rewritten"
+    assert b"Message-ID: <:x@example.com>\r\n" in rewrite(raw, "fuzz-1@example.com", LINK, OPTIONS)

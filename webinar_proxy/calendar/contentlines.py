@@ -139,8 +139,10 @@ class Block:
 
     name: str
     begin: int
-    end: int  # index of the END line
+    end: int  # index of the END line (for an unclosed block: its parent's END line)
     depth: int
+    #: False when the END line is missing and the parent's END closed the block.
+    closed: bool = True
 
 
 def components(lines: list[Line]) -> list[Block]:
@@ -155,9 +157,11 @@ def components(lines: list[Line]) -> list[Block]:
             name = upper[4:].strip()
             if all(open_name != name for open_name, _ in stack):
                 continue  # a stray or damaged END closes nothing
-            # Tolerate a missing END by closing up to the matching BEGIN.
+            # Tolerate a missing END by closing up to the matching BEGIN; icalendar
+            # reads the unclosed components too, so they are blocks as well.
             while stack and stack[-1][0] != name:
-                stack.pop()
+                open_name, begin = stack.pop()
+                blocks.append(Block(open_name, begin, index, len(stack), closed=False))
             if stack:
                 begin_name, begin = stack.pop()
                 blocks.append(Block(begin_name, begin, index, len(stack)))

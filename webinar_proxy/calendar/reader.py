@@ -663,14 +663,24 @@ def minimal_calendar(parsed: ParsedCalendar, uid: str, index: int = 0) -> bytes:
     blocks = components(lines)
     calendars = [block for block in blocks if block.name == "VCALENDAR" and block.depth == 0]
     if index >= len(calendars) and lines:
-        # icalendar reads an object whose END:VCALENDAR is missing or damaged: close it.
-        lines.append(Line("END:VCALENDAR\r\n", "END:VCALENDAR"))
+        # icalendar reads an object whose END:VCALENDAR is missing or damaged (or one
+        # nested in another): close every one left open.
+        opened = sum(1 for line in lines if line.logical.strip().upper() == "BEGIN:VCALENDAR")
+        closed = sum(1 for line in lines if line.logical.strip().upper() == "END:VCALENDAR")
+        lines.extend(Line("END:VCALENDAR\r\n", "END:VCALENDAR") for _ in range(max(opened - closed, 1)))
         blocks = components(lines)
         calendars = [block for block in blocks if block.name == "VCALENDAR" and block.depth == 0]
     if index >= len(calendars):
         raise CalendarError("no such calendar object")
     outer = calendars[index]
-    inner = [b for b in blocks if b.depth == 1 and outer.begin < b.begin < outer.end]
+    # icalendar finds VEVENTs at any depth (a VCALENDAR nested in another one): so do we,
+    # taking the outermost VEVENT and VTIMEZONE blocks.
+    inner = []
+    for block in blocks:
+        if not outer.begin < block.begin < outer.end or block.name not in ("VEVENT", "VTIMEZONE"):
+            continue
+        if not any(other.begin < block.begin <= other.end for other in inner):
+            inner.append(block)
     events = [b for b in inner if b.name == "VEVENT" and _block_uid(lines, b) == uid]
     used_tzids = set()
     for block in events:
@@ -684,13 +694,18 @@ def minimal_calendar(parsed: ParsedCalendar, uid: str, index: int = 0) -> bytes:
         if b.name == "VTIMEZONE" and _block_property(lines, b, "TZID") in used_tzids
     ]
     out: list[str] = ["BEGIN:VCALENDAR\r\n"]
-    nested = {index for b in inner for index in range(b.begin, b.end + 1)}
+    nested = {index for b in blocks if outer.begin < b.begin < outer.end
+              for index in range(b.begin, b.end + 1)}
     for position in range(outer.begin + 1, outer.end):
         line = lines[position]
         if position not in nested and line.name in _CALENDAR_HEADER_PROPS:
             out.append(line.raw)
     for block in [*timezones, *events]:
-        out.extend(line.raw for line in lines[block.begin : block.end + 1])
+        if block.closed:
+            out.extend(line.raw for line in lines[block.begin : block.end + 1])
+        else:  # its END line is missing: the stored copy gets one
+            out.extend(line.raw for line in lines[block.begin : block.end])
+            out.append(f"END:{block.name}\r\n")
     out.append("END:VCALENDAR\r\n")
     return "".join(out).encode("utf-8", "surrogateescape")
 

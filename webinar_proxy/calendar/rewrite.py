@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from icalendar.parser import Contentline
+
 from webinar_proxy.calendar.contentlines import (
     Line,
     components,
@@ -149,4 +151,16 @@ def _edit_event(
     if edit.conference_link is not None:
         additions.append(fold(conference_line(edit.conference_link, edit.label), eol))
     if additions:
-        inserted.setdefault(first_nested, []).extend(additions)
+        # icalendar skips the rest of a component after a line it cannot parse: new
+        # lines go before the first such line that stays, where readers (and we) see them.
+        unreadable = next((index for index in own
+                           if index not in replaced and not _parses(lines[index].logical)), end)
+        inserted.setdefault(min(first_nested, unreadable), []).extend(additions)
+
+
+def _parses(logical: str) -> bool:
+    try:
+        Contentline(logical).parts()
+    except Exception:  # icalendar raises ValueError, sometimes others, on bad lines
+        return False
+    return True
