@@ -402,3 +402,23 @@ def test_header_the_stdlib_cannot_parse_is_kept_as_it_is() -> None:
     raw = _mail(_event()).replace(b"Subject: fuzz\r\n", b"Subject: fuzz\r\nMessage-ID: <:x@example.com>\r\n")
     assert check(raw) == "rewritten"
     assert b"Message-ID: <:x@example.com>\r\n" in rewrite(raw, "fuzz-1@example.com", LINK, OPTIONS)
+
+
+@pytest.mark.parametrize(("charset", "body"), [
+    ("utf-8\x00", "You are invited."),          # codecs.lookup raises ValueError on a NUL
+    ("utf-8", "\ufeffYou are invited.\udcff"),  # a byte order mark, then no UTF-8
+], ids=["nul-in-charset", "bom-then-not-utf8"])
+def test_text_part_with_an_odd_charset_or_bom(charset: str, body: str) -> None:
+    """``charset="utf-8\\0"`` raised ValueError (embedded null character) and a part
+    starting with a UTF-8 byte order mark was decoded as UTF-8 without trying
+    (UnicodeDecodeError), both inside classify."""
+    raw = (
+        "From: Organizer <organizer@example.com>\r\nTo: a@example.net\r\nSubject: fuzz\r\n"
+        'MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary="b"\r\n\r\n'
+        f'--b\r\nContent-Type: text/plain; charset="{charset}"\r\n\r\n{body}\r\n'
+        f'--b\r\nContent-Type: text/calendar; charset="{charset}"; method=REQUEST\r\n\r\n'
+        f"{body}\r\n{_event()}\r\n--b--\r\n"
+    ).encode("utf-8", "surrogateescape")
+    result = classify(raw, MAIL_FROM, OPTIONS, NOW)
+    assert not result.reason.startswith("internal error"), result.reason
+    check(raw)
