@@ -380,14 +380,17 @@ def test_calendar_nested_in_a_calendar_without_end_lines() -> None:
 
 
 @pytest.mark.parametrize("damage", [
-    ("END:VEVENT\r\n", "END:VEV-NT\r\n"),  # the VEVENT is never closed
+    ("END:VEVENT\r\n", "END:VEV-NT\r\n"),  # a damaged END line ends the VEVENT all the same
+    ("LOCATION:@webinar\r\nEND:VEVENT\r\n", "X-WEBINAR-CONFERENCE:TRUE\r\nEND:VG&ENT\r\n"),
     ("LOCATION:@webinar\r\n", "LOCATION:@webinar\r\nATTENDEE;PARTSTAT 3DNEEDS:mailto:b@example.net\r\n"),
-], ids=["vevent-without-end", "unparsable-line"])
+], ids=["damaged-end", "damaged-end-nothing-to-replace", "unparsable-line"])
 def test_link_is_read_back_from_a_damaged_event(damage: tuple[str, str]) -> None:
-    """The rewrite skipped a VEVENT without END:VEVENT (icalendar reads it), and put its
-    CONFERENCE after a line icalendar cannot parse, which makes it skip the rest of the
-    component: the link was not read back.  Now unclosed components are blocks too,
-    and new lines go before the first unparsable one."""
+    """icalendar ends a component at any END line (``END:VG&ENT`` ends the VEVENT) and
+    skips the rest of a component after a line it cannot parse.  The rewrite ran the
+    VEVENT on to END:VCALENDAR (or skipped it) and put its new lines after the damaged
+    END or the unparsable line, where icalendar does not see them: the link was not
+    read back.  Components now end as icalendar ends them, and new lines go before the
+    first unparsable one."""
     raw = _mail(_event().replace(*damage))
     assert check(raw) == "rewritten"
     again = classify(rewrite(raw, "fuzz-1@example.com", LINK, OPTIONS), MAIL_FROM, OPTIONS, NOW)

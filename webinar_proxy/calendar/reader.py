@@ -35,6 +35,7 @@ from webinar_proxy.calendar.contentlines import (
     property_name,
     split_lines,
     split_property,
+    still_open,
     unescape_text,
 )
 from webinar_proxy.calendar.limits import CalendarLimits
@@ -663,11 +664,9 @@ def minimal_calendar(parsed: ParsedCalendar, uid: str, index: int = 0) -> bytes:
     blocks = components(lines)
     calendars = [block for block in blocks if block.name == "VCALENDAR" and block.depth == 0]
     if index >= len(calendars) and lines:
-        # icalendar reads an object whose END:VCALENDAR is missing or damaged (or one
-        # nested in another): close every one left open.
-        opened = sum(1 for line in lines if line.logical.strip().upper() == "BEGIN:VCALENDAR")
-        closed = sum(1 for line in lines if line.logical.strip().upper() == "END:VCALENDAR")
-        lines.extend(Line("END:VCALENDAR\r\n", "END:VCALENDAR") for _ in range(max(opened - closed, 1)))
+        # icalendar reads an object whose END lines are missing (or one nested in
+        # another): close every component left open.
+        lines.extend(Line(f"END:{name}\r\n", f"END:{name}") for name in still_open(lines))
         blocks = components(lines)
         calendars = [block for block in blocks if block.name == "VCALENDAR" and block.depth == 0]
     if index >= len(calendars):
@@ -701,11 +700,7 @@ def minimal_calendar(parsed: ParsedCalendar, uid: str, index: int = 0) -> bytes:
         if position not in nested and line.name in _CALENDAR_HEADER_PROPS:
             out.append(line.raw)
     for block in [*timezones, *events]:
-        if block.closed:
-            out.extend(line.raw for line in lines[block.begin : block.end + 1])
-        else:  # its END line is missing: the stored copy gets one
-            out.extend(line.raw for line in lines[block.begin : block.end])
-            out.append(f"END:{block.name}\r\n")
+        out.extend(line.raw for line in lines[block.begin : block.end + 1])
     out.append("END:VCALENDAR\r\n")
     return "".join(out).encode("utf-8", "surrogateescape")
 
