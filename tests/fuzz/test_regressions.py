@@ -425,3 +425,12 @@ def test_text_part_with_an_odd_charset_or_bom(charset: str, body: str) -> None:
     result = classify(raw, MAIL_FROM, OPTIONS, NOW)
     assert not result.reason.startswith("internal error"), result.reason
     check(raw)
+
+
+def test_property_name_with_a_backslash_is_rewritten_once() -> None:
+    """``DESCRIPTION\\Bring the book.`` (its colon mutated): the rewritten line is still
+    one icalendar cannot parse.  The first rewrite judged the line by its new value and
+    put the CONFERENCE at the end, the second by the unchanged line and put it before
+    that line (not idempotent).  Both now judge the line as it is written."""
+    raw = _mail(_event("DESCRIPTION\\Bring the book.", "RRULE:FREQ=WEEKLY;COUNT=3"))
+    assert check(raw) == "rewritten"
