@@ -452,3 +452,11 @@ def test_property_name_with_a_backslash_is_rewritten_once() -> None:
     that line (not idempotent).  Both now judge the line as it is written."""
     raw = _mail(_event("DESCRIPTION\\Bring the book.", "RRULE:FREQ=WEEKLY;COUNT=3"))
     assert check(raw) == "rewritten"
+
+
+def test_location_with_spaces_around_it() -> None:
+    """``LOCATION:<spaces>;``: the first rewrite appended the link; the second found the
+    link, had no other link to take out and still stripped the spaces (22735 -> 1925
+    bytes, not idempotent)."""
+    raw = _mail(_event().replace("LOCATION:@webinar", "LOCATION:" + " " * 200 + ";"))
+    assert check(raw) == "rewritten"
