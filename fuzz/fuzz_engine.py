@@ -95,7 +95,10 @@ class Run:
             if frames:
                 last = frames[-1]
                 where = f" at {Path(last.filename).name}:{last.lineno}"
-        signature = f"{kind}{where} {type(cause).__name__ if cause else ''}".strip()
+        detail = type(cause).__name__ if cause else ""
+        if kind == "classify-internal-error":  # "internal error: ValueError: ..." -> ValueError
+            detail = message.split(": ")[2] if message.count(": ") >= 2 else ""
+        signature = f"{kind}{where} {detail}".strip()
         self.outcomes["violation"] += 1
         if signature in self.findings:
             self.findings[signature]["count"] += 1

@@ -2,13 +2,16 @@
 
 Each input is the smallest form of the finding, written out; ``check`` runs the
 whole chain and its invariants (see ``fuzz/target.py``).  A hang would block for
-ever, so a generous alarm turns it into a failure instead.
+ever, so a generous alarm turns it into a failure instead; hangs the alarm cannot
+interrupt (inside a regular expression) or that also fill memory run in a child
+process with a timeout.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import resource
 import signal
 import subprocess
 import sys
@@ -199,12 +202,27 @@ print(json.dumps({"processable": result.processable, "reason": result.reason,
 """
 
 
+def _classify_here(raw: bytes) -> dict:
+    """classify and the whole check in this process, for hangs in Python code (dateutil,
+    imports), which the alarm of ``no_hang`` interrupts."""
+    result = classify(raw, MAIL_FROM, OPTIONS, NOW)
+    check(raw)
+    return {"processable": result.processable, "reason": result.reason,
+            "warnings": list(result.warnings)}
+
+
+def _one_gigabyte() -> None:
+    # A rule listing every second since 1601 also fills memory: fail, do not swap.
+    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+
 def _classify_in_a_child(raw: bytes) -> dict:
-    """classify and the whole check in a child process: a hang fails the test (after a
-    generous 60 s) instead of blocking the suite, and a hung library call cannot be
-    interrupted in this process."""
+    """classify and the whole check in a child process (1 GB of address space), for
+    hangs inside a regular expression (C code, which no alarm interrupts) and for
+    rules that fill memory while they run: a hang fails the test after a generous
+    60 s instead of blocking the suite."""
     done = subprocess.run([sys.executable, "-c", _IN_A_CHILD], input=raw, capture_output=True,
-                          timeout=60, cwd=REPO, check=False)
+                          timeout=60, cwd=REPO, check=False, preexec_fn=_one_gigabyte)
     assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
     return json.loads(done.stdout)
 
@@ -250,7 +268,7 @@ def test_vevent_rule_whose_search_would_not_end(rule: str, start: str, why: str)
     65% of the fuzzer's time).  The occurrence is unknown, with the reason as a warning;
     the invitation itself is still processed."""
     ics = _event(f"RRULE:{rule}").replace("DTSTART:20240105T100000Z", f"DTSTART:{start}")
-    result = _classify_in_a_child(_mail(ics))
+    result = _classify_here(_mail(ics))
     assert result["processable"], result["reason"]
     assert any("recurrence not expanded" in w and why in w for w in result["warnings"]), result["warnings"]
 
@@ -345,7 +363,7 @@ def test_tzid_parameter_with_many_slashes(tzid: str) -> None:
     name was joined and looked up (quadratic).  Zone names are now looked up in the
     list of IANA names, and only the last three parts of a TZID are tried."""
     ics = _event().replace("DTSTART:20240105T100000Z", f"DTSTART;TZID={tzid}:20240105T100000")
-    result = _classify_in_a_child(_mail(ics))
+    result = _classify_here(_mail(ics))
     assert result["processable"], result["reason"]
 
 
@@ -364,4 +382,81 @@ def test_header_block_ended_by_an_odd_empty_line(odd_end: str) -> None:
         f"{html}\r\n"
         f"--b\r\nContent-Type: text/calendar; charset=utf-8; method=REQUEST\r\n\r\n{_event()}\r\n--b--\r\n"
     ).encode()
+    assert check(raw) == "rewritten"
+
+
+def test_calendar_nested_in_a_calendar_without_end_lines() -> None:
+    """``BEGIN:VCALENDAR`` twice and both END lines damaged: icalendar reads the VEVENT
+    inside the inner object; the stored copy closed only one of the two and found no
+    calendar object ("internal error: CalendarError: no such calendar object")."""
+    ics = "BEGIN:VCALENDAR\r\n" + _event(end="END:VCALEN-AR") + "END:VCALEN-AR\r\n"
+    for raw in (ics.encode(), _mail(ics)):
+        result = classify(raw, MAIL_FROM, OPTIONS, NOW)
+        assert not result.reason.startswith("internal error"), result.reason
+        assert b"UID:fuzz-1@example.com" in result.calendar  # (METHOD is in the inner one)
+        check(raw)
+
+
+@pytest.mark.parametrize("damage", [
+    ("END:VEVENT\r\n", "END:VEV-NT\r\n"),  # a damaged END line ends the VEVENT all the same
+    ("LOCATION:@webinar\r\nEND:VEVENT\r\n", "X-WEBINAR-CONFERENCE:TRUE\r\nEND:VG&ENT\r\n"),
+    ("LOCATION:@webinar\r\n", "LOCATION:@webinar\r\nATTENDEE;PARTSTAT 3DNEEDS:mailto:b@example.net\r\n"),
+], ids=["damaged-end", "damaged-end-nothing-to-replace", "unparsable-line"])
+def test_link_is_read_back_from_a_damaged_event(damage: tuple[str, str]) -> None:
+    """icalendar ends a component at any END line (``END:VG&ENT`` ends the VEVENT) and
+    skips the rest of a component after a line it cannot parse.  The rewrite ran the
+    VEVENT on to END:VCALENDAR (or skipped it) and put its new lines after the damaged
+    END or the unparsable line, where icalendar does not see them: the link was not
+    read back.  Components now end as icalendar ends them, and new lines go before the
+    first unparsable one."""
+    raw = _mail(_event().replace(*damage))
+    assert check(raw) == "rewritten"
+    again = classify(rewrite(raw, "fuzz-1@example.com", LINK, OPTIONS), MAIL_FROM, OPTIONS, NOW)
+    assert again.our_link == LINK
+
+
+def test_header_the_stdlib_cannot_parse_is_kept_as_it_is() -> None:
+    """``Message-ID: <:x@y>`` makes the stdlib's header parser raise IndexError; the
+    rewrite keeps the header byte for byte, so the result is exactly as readable as the
+    input (the fuzz target now demands the stdlib read the result only when it reads
+    the input)."""
+    raw = _mail(_event()).replace(b"Subject: fuzz\r\n", b"Subject: fuzz\r\nMessage-ID: <:x@example.com>\r\n")
+    assert check(raw) == "rewritten"
+    assert b"Message-ID: <:x@example.com>\r\n" in rewrite(raw, "fuzz-1@example.com", LINK, OPTIONS)
+
+
+@pytest.mark.parametrize(("charset", "body"), [
+    ("utf-8\x00", "You are invited."),          # codecs.lookup raises ValueError on a NUL
+    ("utf-8", "\ufeffYou are invited.\udcff"),  # a byte order mark, then no UTF-8
+], ids=["nul-in-charset", "bom-then-not-utf8"])
+def test_text_part_with_an_odd_charset_or_bom(charset: str, body: str) -> None:
+    """``charset="utf-8\\0"`` raised ValueError (embedded null character) and a part
+    starting with a UTF-8 byte order mark was decoded as UTF-8 without trying
+    (UnicodeDecodeError), both inside classify."""
+    raw = (
+        "From: Organizer <organizer@example.com>\r\nTo: a@example.net\r\nSubject: fuzz\r\n"
+        'MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary="b"\r\n\r\n'
+        f'--b\r\nContent-Type: text/plain; charset="{charset}"\r\n\r\n{body}\r\n'
+        f'--b\r\nContent-Type: text/calendar; charset="{charset}"; method=REQUEST\r\n\r\n'
+        f"{body}\r\n{_event()}\r\n--b--\r\n"
+    ).encode("utf-8", "surrogateescape")
+    result = classify(raw, MAIL_FROM, OPTIONS, NOW)
+    assert not result.reason.startswith("internal error"), result.reason
+    check(raw)
+
+
+def test_property_name_with_a_backslash_is_rewritten_once() -> None:
+    """``DESCRIPTION\\Bring the book.`` (its colon mutated): the rewritten line is still
+    one icalendar cannot parse.  The first rewrite judged the line by its new value and
+    put the CONFERENCE at the end, the second by the unchanged line and put it before
+    that line (not idempotent).  Both now judge the line as it is written."""
+    raw = _mail(_event("DESCRIPTION\\Bring the book.", "RRULE:FREQ=WEEKLY;COUNT=3"))
+    assert check(raw) == "rewritten"
+
+
+def test_location_with_spaces_around_it() -> None:
+    """``LOCATION:<spaces>;``: the first rewrite appended the link; the second found the
+    link, had no other link to take out and still stripped the spaces (22735 -> 1925
+    bytes, not idempotent)."""
+    raw = _mail(_event().replace("LOCATION:@webinar", "LOCATION:" + " " * 200 + ";"))
     assert check(raw) == "rewritten"

@@ -144,7 +144,13 @@ class Block:
 
 
 def components(lines: list[Line]) -> list[Block]:
-    """Every BEGIN/END pair, outermost first in document order."""
+    """Every BEGIN/END pair, outermost first in document order.
+
+    Read as icalendar reads them: an END line closes the innermost open component,
+    whatever name it carries (``END:VG&ENT`` ends a VEVENT); an END with nothing
+    open is ignored.  A component still open at the end is not a block (see
+    ``still_open``).
+    """
     blocks: list[Block] = []
     stack: list[tuple[str, int]] = []
     for index, line in enumerate(lines):
@@ -152,14 +158,19 @@ def components(lines: list[Line]) -> list[Block]:
         if upper.startswith("BEGIN:"):
             stack.append((upper[6:].strip(), index))
         elif upper.startswith("END:") and stack:
-            name = upper[4:].strip()
-            if all(open_name != name for open_name, _ in stack):
-                continue  # a stray or damaged END closes nothing
-            # Tolerate a missing END by closing up to the matching BEGIN.
-            while stack and stack[-1][0] != name:
-                stack.pop()
-            if stack:
-                begin_name, begin = stack.pop()
-                blocks.append(Block(begin_name, begin, index, len(stack)))
+            begin_name, begin = stack.pop()
+            blocks.append(Block(begin_name, begin, index, len(stack)))
     blocks.sort(key=lambda block: block.begin)
     return blocks
+
+
+def still_open(lines: list[Line]) -> list[str]:
+    """Names of the components open after the last line, innermost first."""
+    stack: list[str] = []
+    for line in lines:
+        upper = line.logical.strip().upper()
+        if upper.startswith("BEGIN:"):
+            stack.append(upper[6:].strip())
+        elif upper.startswith("END:") and stack:
+            stack.pop()
+    return stack[::-1]

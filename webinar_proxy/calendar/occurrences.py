@@ -182,10 +182,10 @@ def iter_occurrences(
                         occurrence.recurrence_id in cancelled_ids
                     ):
                         skipped += 1
+                        if skipped > options.limits.max_skipped_occurrences:
+                            return  # at once, not after the rest of a long window
                         continue
                     found.append(occurrence)
-                if skipped > options.limits.max_skipped_occurrences:
-                    return
                 yield from sorted(found, key=lambda item: (item.start, item.end))
                 window_start = window_end
                 window *= _WINDOW_GROWTH

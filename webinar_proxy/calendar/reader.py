@@ -35,6 +35,7 @@ from webinar_proxy.calendar.contentlines import (
     property_name,
     split_lines,
     split_property,
+    still_open,
     unescape_text,
 )
 from webinar_proxy.calendar.limits import CalendarLimits
@@ -722,14 +723,22 @@ def minimal_calendar(parsed: ParsedCalendar, uid: str, index: int = 0) -> bytes:
     blocks = components(lines)
     calendars = [block for block in blocks if block.name == "VCALENDAR" and block.depth == 0]
     if index >= len(calendars) and lines:
-        # icalendar reads an object whose END:VCALENDAR is missing or damaged: close it.
-        lines.append(Line("END:VCALENDAR\r\n", "END:VCALENDAR"))
+        # icalendar reads an object whose END lines are missing (or one nested in
+        # another): close every component left open.
+        lines.extend(Line(f"END:{name}\r\n", f"END:{name}") for name in still_open(lines))
         blocks = components(lines)
         calendars = [block for block in blocks if block.name == "VCALENDAR" and block.depth == 0]
     if index >= len(calendars):
         raise CalendarError("no such calendar object")
     outer = calendars[index]
-    inner = [b for b in blocks if b.depth == 1 and outer.begin < b.begin < outer.end]
+    # icalendar finds VEVENTs at any depth (a VCALENDAR nested in another one): so do we,
+    # taking the outermost VEVENT and VTIMEZONE blocks.
+    inner = []
+    for block in blocks:
+        if not outer.begin < block.begin < outer.end or block.name not in ("VEVENT", "VTIMEZONE"):
+            continue
+        if not any(other.begin < block.begin <= other.end for other in inner):
+            inner.append(block)
     events = [b for b in inner if b.name == "VEVENT" and _block_uid(lines, b) == uid]
     used_tzids = set()
     for block in events:
@@ -743,7 +752,8 @@ def minimal_calendar(parsed: ParsedCalendar, uid: str, index: int = 0) -> bytes:
         if b.name == "VTIMEZONE" and _block_property(lines, b, "TZID") in used_tzids
     ]
     out: list[str] = ["BEGIN:VCALENDAR\r\n"]
-    nested = {index for b in inner for index in range(b.begin, b.end + 1)}
+    nested = {index for b in blocks if outer.begin < b.begin < outer.end
+              for index in range(b.begin, b.end + 1)}
     for position in range(outer.begin + 1, outer.end):
         line = lines[position]
         if position not in nested and line.name in _CALENDAR_HEADER_PROPS:

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from icalendar.parser import Contentline
+
 from webinar_proxy.calendar.contentlines import (
     Line,
     components,
@@ -149,4 +151,23 @@ def _edit_event(
     if edit.conference_link is not None:
         additions.append(fold(conference_line(edit.conference_link, edit.label), eol))
     if additions:
-        inserted.setdefault(first_nested, []).extend(additions)
+        # icalendar skips the rest of a component after a line it cannot parse: new
+        # lines go before the first such line (as written), where readers (and we) see them.
+        unreadable = next((index for index in own if not _parses(_final(lines, replaced, index))), end)
+        inserted.setdefault(min(first_nested, unreadable), []).extend(additions)
+
+
+def _final(lines: list[Line], replaced: dict[int, str], index: int) -> str:
+    """The logical line at ``index`` as it will be written ("" when it goes)."""
+    if index not in replaced:
+        return lines[index].logical
+    written = split_lines(replaced[index])
+    return written[0].logical if written else "X-REMOVED:"
+
+
+def _parses(logical: str) -> bool:
+    try:
+        Contentline(logical).parts()
+    except Exception:  # icalendar raises ValueError, sometimes others, on bad lines
+        return False
+    return True

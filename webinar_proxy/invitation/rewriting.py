@@ -51,6 +51,8 @@ check_link = _check_link
 
 
 def _strip_links(value: str, links: list[str]) -> str:
+    if not links:
+        return value  # nothing taken out: keep its spaces (stripping them broke idempotency)
     for link in links:
         escaped = re.escape(link)
         # "(?<!\s)": a match starts where a run of spaces starts, not at each of its

@@ -78,7 +78,7 @@ def _codec_for(declared: str | None) -> str | None:
         return None
     try:
         return codecs.lookup(declared).name
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: a NUL in the charset label
         return None
 
 
@@ -106,9 +106,9 @@ def choose_codec(data: bytes, declared: str | None) -> str:
             return utf16
         except UnicodeDecodeError:
             pass  # odd length or a broken surrogate: not (readable) UTF-16 after all
-    if data.startswith(b"\xef\xbb\xbf"):
-        return "utf-8-sig"
-    for codec in (_codec_for(declared), "utf-8"):
+    # A UTF-8 byte order mark is only a guess too: the rest must decode.
+    first = ("utf-8-sig",) if data.startswith(b"\xef\xbb\xbf") else ()
+    for codec in (*first, _codec_for(declared), "utf-8"):
         if codec is None:
             continue
         try:
