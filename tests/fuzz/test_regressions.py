@@ -460,3 +460,15 @@ def test_location_with_spaces_around_it() -> None:
     bytes, not idempotent)."""
     raw = _mail(_event().replace("LOCATION:@webinar", "LOCATION:" + " " * 200 + ";"))
     assert check(raw) == "rewritten"
+
+
+def test_stray_begin_fences_before_our_block() -> None:
+    """``X-ALT-DESC`` of many ``<!--webinar-proxy:begin-->`` and then a ``<body>``: the
+    block went after ``<body>``, and the next rewrite paired its end fence with the
+    first begin fence of the text and took everything in between out (57310 -> 3066
+    bytes).  An end fence now pairs with the begin fence nearest before it."""
+    html = "<!--webinar-proxy:begin-->" * 20 + "<html><body><p>Agenda</p></body></html>"
+    raw = _mail(_event(f"X-ALT-DESC;FMTTYPE=text/html:{html}"))
+    assert check(raw) == "rewritten"
+    once = insert_html_block(html, "<p>x</p>")
+    assert insert_html_block(once, "<p>x</p>") == once
