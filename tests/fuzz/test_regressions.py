@@ -460,3 +460,31 @@ def test_location_with_spaces_around_it() -> None:
     bytes, not idempotent)."""
     raw = _mail(_event().replace("LOCATION:@webinar", "LOCATION:" + " " * 200 + ";"))
     assert check(raw) == "rewritten"
+
+
+def test_stray_begin_fences_before_our_block() -> None:
+    """``X-ALT-DESC`` of many ``<!--webinar-proxy:begin-->`` and then a ``<body>``: the
+    block went after ``<body>``, and the next rewrite paired its end fence with the
+    first begin fence of the text and took everything in between out (57310 -> 3066
+    bytes).  An end fence now pairs with the begin fence nearest before it."""
+    html = "<!--webinar-proxy:begin-->" * 20 + "<html><body><p>Agenda</p></body></html>"
+    raw = _mail(_event(f"X-ALT-DESC;FMTTYPE=text/html:{html}"))
+    assert check(raw) == "rewritten"
+    once = insert_html_block(html, "<p>x</p>")
+    assert insert_html_block(once, "<p>x</p>") == once
+
+
+def test_quoted_printable_text_ending_in_a_soft_break() -> None:
+    """A CR-only mail whose quoted-printable text part ends in a soft break (``=\\r``):
+    re-encoded, the text got a hard CR at its end, so the next rewrite read a CR line
+    ending and wrote the join block with hard CR breaks instead of ``=0D=0A=``
+    (7748 -> 7706 bytes, not idempotent)."""
+    ics = _event().replace("\r\n", "\r")
+    raw = (
+        "From: Organizer <organizer@example.com>\rTo: a@example.net\rSubject: fuzz\r"
+        'MIME-Version: 1.0\rContent-Type: multipart/alternative; boundary="b"\r\r'
+        "--b\rContent-Type: text/plain; charset=utf-8\rContent-Transfer-Encoding: quoted-printable\r\r"
+        "=D0=9A=D0=BE=D0=BB=D0=BB=D0=B5=D0=B3=D0=B8, =\r=D0=BF=D0=BB=D0=B0=D0=BD=\r\r"
+        f"--b\rContent-Type: text/calendar; charset=utf-8; method=REQUEST\r\r{ics}\r--b--\r"
+    ).encode()
+    assert check(raw) == "rewritten"

@@ -21,7 +21,8 @@ HTML_END = "<!--webinar-proxy:end-->"
 _EOL = r"(?:\r\n|\n|\r)"
 _LINE_START = r"(?:^|(?<=[\r\n]))"  # "^" with MULTILINE ignores CR-only line ends
 # Begin and end fences are searched for separately: one pattern with ".*?" between
-# them rescanned the rest of the text for every begin fence without an end (quadratic).
+# them rescanned the rest of the text for every begin fence without an end (quadratic),
+# and paired an end fence with the first begin fence of the text, not its own.
 _TEXT_BEGIN = re.compile(rf"{_LINE_START}[ \t]*~+[ \t]*\[webinar\][ \t]*~+[ \t]*{_EOL}")
 _TEXT_END = re.compile(rf"{_LINE_START}[ \t]*~+[ \t]*\[/webinar\][ \t]*~+[ \t]*(?:{_EOL}{_EOL}?)?")
 _HTML_BEGIN = re.compile(re.escape(HTML_BEGIN))
@@ -38,14 +39,22 @@ def _eol_of(text: str, default: str) -> str:
 
 
 def _remove_fenced(text: str, begin: re.Pattern[str], end: re.Pattern[str]) -> str:
-    """``text`` without every span from a begin fence to the next end fence."""
+    """``text`` without each end fence and the begin fence nearest before it.
+
+    Our block is a begin fence, the block, an end fence; a stray begin fence before
+    it (text a client wrote) stays, so removing and inserting again is idempotent.
+    Every stretch of text is searched once.
+    """
     kept: list[str] = []
     position = 0
-    while (opening := begin.search(text, position)) is not None:
-        closing = end.search(text, opening.end())
-        if closing is None:
-            break  # no end after this begin fence, so none after a later one either
-        kept.append(text[position : opening.start()])
+    while (closing := end.search(text, position)) is not None:
+        opening = None
+        for opening in begin.finditer(text, position, closing.start()):  # noqa: B007 - the last one
+            pass
+        if opening is None:  # an end fence with no begin fence before it stays
+            kept.append(text[position : closing.end()])
+        else:
+            kept.append(text[position : opening.start()])
         position = closing.end()
     kept.append(text[position:])
     return "".join(kept)

@@ -194,7 +194,9 @@ def _encode_quoted_printable(data: bytes, eol: bytes, trailing_eol: bool) -> byt
         out.append(binascii.b2a_qp(tail, istext=False).replace(b"=\n", b"=" + eol))
     encoded = b"".join(out)
     if trailing_eol and not encoded.endswith(eol):
-        encoded += eol
+        # The data has no line break at its end: a soft one, or decoding would add one
+        # (a body that ended in a soft break "=\r" gained a CR on every rewrite).
+        encoded += b"=" + eol if tail else eol
     return encoded
 
 
