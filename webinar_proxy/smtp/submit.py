@@ -30,25 +30,35 @@ async def submit(
     connection = NextHop(address, local_hostname=local_hostname, connect_timeout=timeout_seconds,
                          command_timeout=timeout_seconds)
     try:
-        await connection.open()
-        reply = await connection.mail(mail_from, ["BODY=8BITMIME"] if _is_8bit(content) else [])
-        if not reply.is_success:
-            return reply
-        accepted = 0
-        refusal: Reply | None = None
-        for rcpt in rcpt_tos:
-            reply = await connection.rcpt(rcpt, [])
-            if reply.is_success:
-                accepted += 1
-            else:
-                refusal = refusal or reply
-        if not accepted:
-            assert refusal is not None
-            return refusal
-        content = wire.normalise_line_endings(content)
-        return await connection.data(wire.stuff(content), wire.EMPTY_DATA)
-    finally:
-        await connection.quit()
+        reply = await _transaction(connection, mail_from, rcpt_tos, content)
+    except BaseException:
+        # Cancelled, closed with its task (GeneratorExit) or failed: no QUIT dialogue,
+        # which would await inside the unwinding; the connection is closed at once.
+        connection.close()
+        raise
+    await connection.quit()
+    return reply
+
+
+async def _transaction(connection: NextHop, mail_from: str, rcpt_tos: Sequence[str],
+                       content: bytes) -> Reply:
+    await connection.open()
+    reply = await connection.mail(mail_from, ["BODY=8BITMIME"] if _is_8bit(content) else [])
+    if not reply.is_success:
+        return reply
+    accepted = 0
+    refusal: Reply | None = None
+    for rcpt in rcpt_tos:
+        reply = await connection.rcpt(rcpt, [])
+        if reply.is_success:
+            accepted += 1
+        else:
+            refusal = refusal or reply
+    if not accepted:
+        assert refusal is not None
+        return refusal
+    content = wire.normalise_line_endings(content)
+    return await connection.data(wire.stuff(content), wire.EMPTY_DATA)
 
 
 def _is_8bit(content: bytes) -> bool:
