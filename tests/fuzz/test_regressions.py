@@ -504,3 +504,13 @@ def test_unparsable_uid_line_before_the_uid() -> None:
     assert check(raw) == "rewritten"
     rewritten = classify(rewrite(raw, result.uid, LINK, OPTIONS), MAIL_FROM, OPTIONS, NOW)
     assert rewritten.our_link == LINK
+
+
+def test_event_with_two_uid_lines() -> None:
+    """Two UID lines in one VEVENT: icalendar keeps both as a list, and classify took
+    the list's text (``[vText(b'...'), ...]``) for the UID, which the rewrite (reading
+    the first UID line) never matched.  The first readable UID line is the UID."""
+    raw = _mail(_event().replace("BEGIN:VEVENT\r\n", "BEGIN:VEVENT\r\nUID:first@example.com\r\n"))
+    result = classify(raw, MAIL_FROM, OPTIONS, NOW)
+    assert (result.reason, result.uid) == ("ok", "first@example.com")
+    assert check(raw) == "rewritten"

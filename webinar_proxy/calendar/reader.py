@@ -416,6 +416,10 @@ def _short(exc: BaseException) -> str:
 
 def event_uid(event: icalendar.Event) -> str | None:
     value = event.get("UID")
+    if isinstance(value, list):
+        # Several UID lines: icalendar keeps them all; the rewrite and the stored copy
+        # take the first (readable) one, and so does this.
+        value = value[0] if value else None
     if value is None:
         return None
     text = str(value).strip()
