@@ -488,3 +488,29 @@ def test_quoted_printable_text_ending_in_a_soft_break() -> None:
         f"--b\rContent-Type: text/calendar; charset=utf-8; method=REQUEST\r\r{ics}\r--b--\r"
     ).encode()
     assert check(raw) == "rewritten"
+
+
+def test_unparsable_uid_line_before_the_uid() -> None:
+    """``UID;TZID=":`` (an unclosed quoted parameter) before the real UID line: icalendar
+    skips the broken line and reads the next UID, so classify accepted the event, but the
+    rewrite and the stored copy took the broken line as the VEVENT's UID (empty) and
+    matched nothing.  With an .ics attachment of the same event beside it, only the
+    attachment got the link, and the inline calendar classify reads had none."""
+    ics = _event().replace("BEGIN:VEVENT\r\n", 'BEGIN:VEVENT\r\nUID;TZID=":\r\n')
+    raw = _mail(ics)
+    result = classify(raw, MAIL_FROM, OPTIONS, NOW)
+    assert (result.reason, result.uid) == ("ok", "fuzz-1@example.com")
+    assert b"UID:fuzz-1@example.com" in result.calendar
+    assert check(raw) == "rewritten"
+    rewritten = classify(rewrite(raw, result.uid, LINK, OPTIONS), MAIL_FROM, OPTIONS, NOW)
+    assert rewritten.our_link == LINK
+
+
+def test_event_with_two_uid_lines() -> None:
+    """Two UID lines in one VEVENT: icalendar keeps both as a list, and classify took
+    the list's text (``[vText(b'...'), ...]``) for the UID, which the rewrite (reading
+    the first UID line) never matched.  The first readable UID line is the UID."""
+    raw = _mail(_event().replace("BEGIN:VEVENT\r\n", "BEGIN:VEVENT\r\nUID:first@example.com\r\n"))
+    result = classify(raw, MAIL_FROM, OPTIONS, NOW)
+    assert (result.reason, result.uid) == ("ok", "first@example.com")
+    assert check(raw) == "rewritten"

@@ -93,6 +93,31 @@ def test_charset_that_cannot_hold_the_new_text_switches_to_utf8() -> None:
     assert read_part_text(out, again).text == "Встреча\r\ncafé\r\n"
 
 
+@pytest.mark.parametrize(
+    ("text", "codec", "label"),
+    [
+        ("SUMMARY:Планёрка отдела\r\nATTENDEE;CN=Иванов Иван:mailto:i@example.ru\r\n",
+         "cp1251", "windows-1251"),
+        ("SUMMARY:Café Größe, résumé\r\n", "latin-1", "iso-8859-1"),
+    ],
+    ids=["russian", "western"],
+)
+def test_unlabelled_8bit_text_is_read_by_a_guess_that_fits(text: str, codec: str,
+                                                            label: str) -> None:
+    """An .ics attachment in Windows-1251 without a charset (seen from Yandex): read as
+    Latin-1, the rewrite labelled the mojibake and wrote it back (as UTF-8 once the
+    join block needed it)."""
+    data = base64.b64encode(text.encode(codec))
+    raw = b"Content-Type: application/ics\r\nContent-Transfer-Encoding: base64\r\n\r\n" + data
+    root = parse_structure(raw, MimeLimits())
+    part = read_part_text(raw, root)
+    assert part.text == text
+    out = apply_splices(raw, encode_part_text(raw, part, part.text + "CONFERENCE:https://x\r\n"))
+    again = parse_structure(out, MimeLimits())
+    assert again.charset == label
+    assert read_part_text(out, again).text == text + "CONFERENCE:https://x\r\n"
+
+
 def test_html_keeps_its_charset_with_character_references() -> None:
     raw = ('Content-Type: text/html; charset="iso-8859-1"\r\n\r\n<p>caf\xe9</p>\r\n'
            ).encode("latin-1")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from icalendar.parser import Contentline
+
 _PHYSICAL = re.compile(r"[^\r\n]*(?:\r\n|\n|\r)|[^\r\n]+$")
 FOLD_OCTETS = 75
 
@@ -53,6 +55,19 @@ def split_lines(text: str) -> list[Line]:
         logical_parts.append(content)
     flush()
     return lines
+
+
+def parses(logical: str) -> bool:
+    """Whether icalendar can split ``logical`` into name, parameters and value.
+
+    icalendar skips a line it cannot split and reads on, so such a line carries no
+    property: whoever looks for a property (the rewrite, the stored copy) skips it too.
+    """
+    try:
+        Contentline(logical).parts()
+    except Exception:  # icalendar raises ValueError, sometimes others, on bad lines
+        return False
+    return True
 
 
 def line_ending(text: str) -> str:

@@ -32,6 +32,7 @@ from webinar_proxy.calendar.contentlines import (
     components,
     fold,
     param,
+    parses,
     property_name,
     split_lines,
     split_property,
@@ -415,6 +416,10 @@ def _short(exc: BaseException) -> str:
 
 def event_uid(event: icalendar.Event) -> str | None:
     value = event.get("UID")
+    if isinstance(value, list):
+        # Several UID lines: icalendar keeps them all; the rewrite and the stored copy
+        # take the first (readable) one, and so does this.
+        value = value[0] if value else None
     if value is None:
         return None
     text = str(value).strip()
@@ -772,7 +777,8 @@ def _block_property(lines: list[Line], block, name: str) -> str | None:
             depth += 1
         elif upper.startswith("END:"):
             depth = max(depth - 1, 0)  # a stray END closes nothing
-        elif depth == 0 and line.name == name:
+        elif depth == 0 and line.name == name and parses(line.logical):
+            # A line icalendar cannot parse it skips, reading the next one.
             return split_property(line.logical)[1].strip().strip('"')
     return None
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from icalendar.parser import Contentline
-
 from webinar_proxy.calendar.contentlines import (
     Line,
     components,
@@ -24,6 +22,7 @@ from webinar_proxy.calendar.contentlines import (
     fold,
     line_ending,
     param,
+    parses,
     split_lines,
     split_property,
     unescape_text,
@@ -62,7 +61,8 @@ def _uid_of(lines: list[Line], begin: int, end: int) -> str | None:
             depth += 1
         elif upper.startswith("END:"):
             depth = max(depth - 1, 0)  # a stray END closes nothing
-        elif depth == 0 and line.name == "UID":
+        elif depth == 0 and line.name == "UID" and parses(line.logical):
+            # icalendar skips a UID line it cannot parse and takes the next one.
             return unescape_text(split_property(line.logical)[1]).strip()
     return None
 
@@ -153,7 +153,7 @@ def _edit_event(
     if additions:
         # icalendar skips the rest of a component after a line it cannot parse: new
         # lines go before the first such line (as written), where readers (and we) see them.
-        unreadable = next((index for index in own if not _parses(_final(lines, replaced, index))), end)
+        unreadable = next((index for index in own if not parses(_final(lines, replaced, index))), end)
         inserted.setdefault(min(first_nested, unreadable), []).extend(additions)
 
 
@@ -164,10 +164,3 @@ def _final(lines: list[Line], replaced: dict[int, str], index: int) -> str:
     written = split_lines(replaced[index])
     return written[0].logical if written else "X-REMOVED:"
 
-
-def _parses(logical: str) -> bool:
-    try:
-        Contentline(logical).parts()
-    except Exception:  # icalendar raises ValueError, sometimes others, on bad lines
-        return False
-    return True

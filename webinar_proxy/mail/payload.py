@@ -93,8 +93,25 @@ def _looks_utf16(data: bytes) -> str | None:
     return None
 
 
+# Windows-1251 letters: А..я (0xC0-0xFF), Ё and ё.
+_CP1251_WORD = re.compile(rb"[\xa8\xb8\xc0-\xff]{3,}")
+_HIGH_BYTES = bytes(range(0x80, 0x100))
+
+
+def _looks_windows_1251(data: bytes) -> bool:
+    """Most non-ASCII bytes form runs of three or more Windows-1251 letters: Russian words.
+
+    Latin-1 text (French, German) has its accented letters one or two at a time
+    between ASCII letters.
+    """
+    high = len(data) - len(data.translate(None, _HIGH_BYTES))
+    in_words = sum(len(word) for word in _CP1251_WORD.findall(data))
+    return high > 0 and 2 * in_words >= high
+
+
 def choose_codec(data: bytes, declared: str | None) -> str:
-    """The codec that reads ``data`` exactly: declared if it works, else UTF-8, else Latin-1.
+    """The codec that reads ``data`` exactly: declared if it works, else UTF-8, else a
+    guess: Windows-1251 for Russian-looking text, Latin-1 for the rest.
 
     Every choice round-trips the original bytes, so unchanged text re-encodes to
     the same bytes.
@@ -116,6 +133,12 @@ def choose_codec(data: bytes, declared: str | None) -> str:
         except (UnicodeDecodeError, LookupError):
             continue
         return codec
+    if _looks_windows_1251(data):
+        try:
+            data.decode("cp1251")  # 0x98 is the one byte it does not define
+            return "cp1251"
+        except UnicodeDecodeError:
+            pass
     return "latin-1"
 
 
@@ -128,7 +151,8 @@ def decode_text(data: bytes, declared: str | None) -> tuple[str, str]:
 def _mime_charset_name(codec: str) -> str:
     names = {"utf-8-sig": "utf-8", "latin-1": "iso-8859-1", "utf-16-le": "utf-16le"}
     name = names.get(codec, codec)
-    return {"iso8859-1": "iso-8859-1", "koi8-r": "koi8-r", "cp1252": "windows-1252"}.get(name, name)
+    return {"iso8859-1": "iso-8859-1", "koi8-r": "koi8-r", "cp1252": "windows-1252",
+            "cp1251": "windows-1251"}.get(name, name)
 
 
 @dataclass(frozen=True)
