@@ -514,3 +514,14 @@ def test_event_with_two_uid_lines() -> None:
     result = classify(raw, MAIL_FROM, OPTIONS, NOW)
     assert (result.reason, result.uid) == ("ok", "first@example.com")
     assert check(raw) == "rewritten"
+
+
+def test_new_lines_end_as_the_line_before_them() -> None:
+    """A calendar whose first line ends in a bare CR and the rest in LF, with an empty line
+    inside the VEVENT: the new lines went before the empty line (icalendar cannot parse
+    it) ending in the calendar's first line break, CR, and the empty line's LF joined the
+    last of them into CRLF.  The empty line was gone, so the second rewrite put the new
+    lines elsewhere (1637 -> 1636 bytes, not idempotent)."""
+    ics = _event().replace("\r\n", "\n").replace("BEGIN:VCALENDAR\n", "BEGIN:VCALENDAR\r", 1)
+    ics = ics.replace("LOCATION:@webinar\n", "LOCATION:@webinar\n\n")
+    assert check(_mail(ics)) == "rewritten"

@@ -118,7 +118,7 @@ def _edit_event(
         if index is None:
             new = change(None)
             if new is not None:
-                additions.append(fold(f"{name}:{escape_text(new)}", eol))
+                additions.append(f"{name}:{escape_text(new)}")
             return
         head, raw_value = split_property(lines[index].logical)
         if head.count('"') % 2:
@@ -129,7 +129,10 @@ def _edit_event(
         new = change(old)
         if new == old:
             return
-        replaced[index] = "" if new is None else fold(f"{head}:{escape_text(new)}", eol)
+        if new is None:
+            replaced[index] = ""
+        else:
+            replaced[index] = fold(f"{head}:{escape_text(new)}", _ending(lines[index], eol))
 
     set_text("LOCATION", edit.location)
     set_text("DESCRIPTION", edit.description)
@@ -142,19 +145,28 @@ def _edit_event(
         old = unescape_text(raw_value)
         new = edit.html_description(old)
         if new != old:
-            replaced[index] = fold(f"{head}:{escape_text(new)}", eol)
+            replaced[index] = fold(f"{head}:{escape_text(new)}", _ending(lines[index], eol))
     for index in own:
         if lines[index].name == "CONFERENCE":
             _, value = split_property(lines[index].logical)
             if edit.is_our_link(value.strip()):
                 replaced[index] = ""
     if edit.conference_link is not None:
-        additions.append(fold(conference_line(edit.conference_link, edit.label), eol))
+        additions.append(conference_line(edit.conference_link, edit.label))
     if additions:
         # icalendar skips the rest of a component after a line it cannot parse: new
         # lines go before the first such line (as written), where readers (and we) see them.
         unreadable = next((index for index in own if not parses(_final(lines, replaced, index))), end)
-        inserted.setdefault(min(first_nested, unreadable), []).extend(additions)
+        at = min(first_nested, unreadable)
+        # Each new line ends as the line before it did, so the text that follows meets the
+        # same line break as before (a CR written before an empty LF line would make CRLF).
+        line_end = _ending(lines[at - 1], eol)
+        inserted.setdefault(at, []).extend(fold(addition, line_end) for addition in additions)
+
+
+def _ending(line: Line, default: str) -> str:
+    """The line break that ends ``line`` as written (``default`` for a last line without one)."""
+    return line.raw[len(line.raw.rstrip("\r\n")):] or default
 
 
 def _final(lines: list[Line], replaced: dict[int, str], index: int) -> str:
