@@ -525,3 +525,12 @@ def test_new_lines_end_as_the_line_before_them() -> None:
     ics = _event().replace("\r\n", "\n").replace("BEGIN:VCALENDAR\n", "BEGIN:VCALENDAR\r", 1)
     ics = ics.replace("LOCATION:@webinar\n", "LOCATION:@webinar\n\n")
     assert check(_mail(ics)) == "rewritten"
+
+
+def test_line_continuing_an_empty_line_continues_nothing() -> None:
+    """An empty line ended by a bare CR, then a line starting with two spaces: the rewrite
+    takes it for a line of its own (icalendar cannot parse it) and puts the CONFERENCE line
+    before it, but the reader wrote it back as a continuation, so in the stored copy it
+    continued our CONFERENCE line and the link read back as ``…/4242424@webinar``."""
+    ics = _event().replace("LOCATION:@webinar\r\n", "LOCATION:@webinar\r\n\r  @webinar @webinar\r\n")
+    assert check(_mail(ics)) == "rewritten"

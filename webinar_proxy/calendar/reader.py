@@ -320,7 +320,9 @@ def normalise(text: str, options: ReaderOptions) -> tuple[str, list[str]]:
     limits = options.limits
     notes: list[str] = []
     text = text.lstrip("\ufeff")
-    lines = [line for line in split_lines(text) if line.logical.strip()]
+    # A logical line that still starts with a space continued an empty line: written
+    # back, it would continue the line before it (whatever the rewrite put there).
+    lines = [line for line in split_lines(text) if line.logical.strip() and not line.logical[0].isspace()]
     if len(lines) > limits.max_lines:
         raise CalendarError(f"more than {limits.max_lines} content lines")
     used: set[str] = set()
