@@ -13,7 +13,6 @@ small engine limits, real SMTP peers, real slow or big invitations.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import time
@@ -24,6 +23,7 @@ import httpx
 
 from tests.faults.helpers import BOSS, PLAIN, TOKEN, meeting, relay_env, send
 from tests.support.heavy import heavy_invitation
+from tests.support.processes import cpu_seconds, gone
 from tests.support.serve import Serve, running_serve
 from tests.support.smtp import running_next_hop
 from webinar_proxy.testing.fake_platform import DEFAULT_LINK_BASE
@@ -35,7 +35,6 @@ PLAIN_REPLY_SECONDS = 2.0
 #: What the relay may add to the engine timeout for a poisoned mail: receiving and
 #: forwarding ~4 MB on loopback, killing the worker.
 POISON_MARGIN_SECONDS = 3.0
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 LINK_HOST = urlsplit(DEFAULT_LINK_BASE).netloc.encode()
 
 
@@ -51,14 +50,7 @@ def _children(pid: int) -> list[int]:
 
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU of ``pid`` and its live children."""
-    total = 0
-    for process in [pid, *_children(pid)]:
-        try:
-            fields = Path(f"/proc/{process}/stat").read_text().rpartition(")")[2].split()
-        except FileNotFoundError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / CLOCK_TICKS
+    return sum(cpu_seconds(process) for process in [pid, *_children(pid)])
 
 
 async def _settles_idle(pid: int, window: float = 1.0, most: float = 0.1, within: float = 20.0) -> float:
@@ -74,13 +66,6 @@ async def _settles_idle(pid: int, window: float = 1.0, most: float = 0.1, within
             break
     return used
 
-
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 async def _wait_children(pid: int, count: int, within: float = 30.0) -> list[int]:
@@ -141,7 +126,7 @@ async def test_a_slow_invitation_is_forwarded_unchanged_after_the_timeout_while_
             assert max(plain_seconds) < PLAIN_REPLY_SECONDS, plain_seconds
             # The worker that read the poison was killed and replaced; nothing spins.
             await _wait_children(pid, 1)
-            assert _gone(worker)
+            assert gone(worker)
             assert await _settles_idle(pid) <= 0.1
             assert (await _engine_stopped(serve))["timeout"] == 1
             # The engine still works for the next invitation.
@@ -186,7 +171,7 @@ async def test_sighup_and_sigterm_with_a_busy_worker_never_wait_for_it(tmp_path:
         assert status == 0, serve.output
         assert took < 1 + 1.5, took  # grace 1 s, plus the process's own exit
         assert code != 250
-        assert _gone(worker)
+        assert gone(worker)
     assert hop.handler.delivered == []
 
 
@@ -202,7 +187,7 @@ async def test_an_invitation_past_the_memory_limit_is_forwarded_unchanged(tmp_pa
             [worker] = await _wait_children(pid, 1)
             assert (await send(serve.smtp_port, poison))[0] == 250
             await _wait_children(pid, 1)
-            assert _gone(worker)
+            assert gone(worker)
             assert (await _engine_stopped(serve))["memory"] == 1
             invite = meeting("after-big@example.org")
             assert (await send(serve.smtp_port, invite, BOSS))[0] == 250

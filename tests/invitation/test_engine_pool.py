@@ -19,6 +19,7 @@ import pytest
 from tests.support.calendars import LINK, calendar, mail
 from tests.support.env import clean_env
 from tests.support.heavy import heavy_invitation
+from tests.support.processes import cpu_seconds, gone
 from tests.support.relay import REPO
 from webinar_proxy.cli.inspect import run_inspect
 from webinar_proxy.invitation import (
@@ -41,24 +42,13 @@ INVITE = mail(calendar("LOCATION:@webinar", "RRULE:FREQ=WEEKLY;COUNT=5"))
 PLAIN = b"From: <o@example.org>\r\nTo: <a@example.net>\r\nSubject: plain\r\n\r\nno calendar\r\n"
 
 
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
-def _cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _computing(pid: int) -> None:
     """Wait until the worker is busy with the call (its CPU time grows)."""
-    start = _cpu(pid)
+    start = cpu_seconds(pid)
     async with asyncio.timeout(30):
-        while _cpu(pid) < start + 0.2:  # noqa: ASYNC110 - polling /proc
+        while cpu_seconds(pid) < start + 0.2:  # noqa: ASYNC110 - polling /proc
             await asyncio.sleep(0.02)
 
 
@@ -88,7 +78,7 @@ async def test_the_pool_answers_as_the_engine_does(options: EngineOptions) -> No
         assert {r.uid for r in results} == {"meeting-42@example.com"}
     finally:
         await pool.close()
-    assert all(_gone(pid) for pid in pids)
+    assert all(gone(pid) for pid in pids)
 
 
 async def test_a_call_past_the_timeout_stops_its_worker_and_the_pool_goes_on(options: EngineOptions) -> None:
@@ -101,7 +91,7 @@ async def test_a_call_past_the_timeout_stops_its_worker_and_the_pool_goes_on(opt
             await pool.classify(heavy_invitation(), None, options, NOW)
         assert caught.value.reason == "timeout" and str(caught.value) == "engine timeout"
         assert stopped == ["timeout"]
-        assert _gone(worker)
+        assert gone(worker)
         result = await pool.classify(INVITE, None, options, NOW)  # waits for the replacement
         assert result.processable and pool.pids != [worker]
     finally:
@@ -117,7 +107,7 @@ async def test_a_worker_past_its_memory_limit_is_replaced(options: EngineOptions
         with pytest.raises(EngineStopped) as caught:
             await pool.classify(heavy_invitation(padding_mb=20), None, options, NOW)
         assert caught.value.reason == "memory" and stopped == ["memory"]
-        assert _gone(worker)
+        assert gone(worker)
         assert (await pool.classify(INVITE, None, options, NOW)).processable
     finally:
         await pool.close()
@@ -150,7 +140,7 @@ async def test_close_kills_a_busy_worker_at_once(options: EngineOptions) -> None
     await pool.close()
     with pytest.raises(EngineUnavailable):
         await call
-    assert time.monotonic() - started < 2 and _gone(worker)
+    assert time.monotonic() - started < 2 and gone(worker)
     with pytest.raises(EngineUnavailable):
         await pool.classify(INVITE, None, options, NOW)
 
@@ -180,16 +170,16 @@ def test_workers_die_with_their_parent() -> None:
     try:
         assert parent.stdout is not None
         pids = [int(pid) for pid in parent.stdout.readline().split()]
-        assert len(pids) == 2 and not any(_gone(pid) for pid in pids)
+        assert len(pids) == 2 and not any(gone(pid) for pid in pids)
     finally:
         parent.kill()  # SIGKILL: no code of the parent runs
         parent.wait(timeout=10)
         if parent.stdout is not None:
             parent.stdout.close()
     deadline = time.monotonic() + 10
-    while not all(_gone(pid) for pid in pids) and time.monotonic() < deadline:
+    while not all(gone(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert all(_gone(pid) for pid in pids)
+    assert all(gone(pid) for pid in pids)
 
 
 async def test_ordinary_mail_never_needs_the_engine(tmp_path: Path) -> None:

@@ -50,6 +50,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Literal
 
+from tests.support.processes import gone
 from tests.support.serve import serve_process
 from tests.support.systemd import REPO, notify_socket
 
@@ -298,7 +299,7 @@ class PostfixInstance:
         result = self._postfix("stop")
         if pid is not None:
             try:
-                wait_until(lambda: not _alive(pid), 30, "the Postfix master to exit")
+                wait_until(lambda: gone(pid), 30, "the Postfix master to exit")
             except AssertionError:
                 self._postfix("abort")
                 with contextlib.suppress(ProcessLookupError):
@@ -451,13 +452,6 @@ def _accepts(port: int) -> bool:
         probe.settimeout(1)
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @contextlib.contextmanager
