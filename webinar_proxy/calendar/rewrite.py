@@ -154,8 +154,8 @@ def _edit_event(
     if edit.conference_link is not None:
         additions.append(conference_line(edit.conference_link, edit.label))
     if additions:
-        # icalendar skips the rest of a component after a line it cannot parse: new
-        # lines go before the first such line (as written), where readers (and we) see them.
+        # New lines go before the first line icalendar cannot parse (as written): icalendar
+        # skips that line, stricter readers may skip the rest, so every reader sees them.
         unreadable = next((index for index in own if not parses(_final(lines, replaced, index))), end)
         at = min(first_nested, unreadable)
         # Each new line ends as the line before it did, so the text that follows meets the
