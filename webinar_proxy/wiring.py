@@ -101,7 +101,6 @@ async def open_services(
 
             pipeline = InvitationPipeline(
                 manager, store, options, settings.policy, send_notice=send_notice, clock=clock,
-                engine=engine,
             )
             scheduler = Scheduler(
                 manager, store, settings.scheduler,

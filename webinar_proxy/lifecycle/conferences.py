@@ -29,7 +29,7 @@ import logging
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 
-from webinar_proxy.invitation import Classification, Engine, EngineOptions, InThreadEngine, check_link
+from webinar_proxy.invitation import Classification, Engine, EngineOptions, check_link
 from webinar_proxy.metrics import NO_METRICS, Metrics
 from webinar_proxy.store import (
     ConferenceRecord,
@@ -187,13 +187,13 @@ class ConferenceManager:
         delete_retry_max: timedelta = timedelta(hours=1),
         clock: Callable[[], datetime] = utc_now,
         metrics: Metrics = NO_METRICS,
-        engine: Engine | None = None,
+        engine: Engine,
     ) -> None:
         #: Called when registrations were queued (the worker of this process wakes up).
         self.on_queued: Callable[[], None] | None = None
         self.metrics = metrics
         #: Where next occurrences are computed (never the event loop).
-        self.engine: Engine = engine or InThreadEngine()
+        self.engine = engine
         self.store = store
         self.client = client
         self.options = options

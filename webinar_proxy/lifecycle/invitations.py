@@ -31,7 +31,6 @@ from webinar_proxy.invitation import (
     EnginePool,
     EngineStopped,
     EngineUnavailable,
-    InThreadEngine,
     may_carry_calendar,
     normalise_address,
 )
@@ -80,11 +79,11 @@ class InvitationPipeline:
         *,
         send_notice: NoticeSender | None = None,
         clock: Callable[[], datetime] = utc_now,
-        engine: Engine | None = None,
     ) -> None:
         self.manager = manager
-        #: Where classify, rewrite and remove_conference run (never the event loop).
-        self.engine: Engine = engine or InThreadEngine()
+        #: Where classify, rewrite and remove_conference run (never the event loop): the
+        #: conference manager's engine, so both share one pool.
+        self.engine: Engine = manager.engine
         self.store = store
         self.options = options
         self.policy = policy
