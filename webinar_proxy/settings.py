@@ -269,6 +269,9 @@ class SmtpSettings(_Section):
     max_recipients: int = Field(1000, ge=1)
     #: Relay processes sharing the listeners; unset: one per core.  1: one process, no supervisor.
     workers: int | None = Field(None, ge=1, le=256)
+    #: With several workers: seconds a worker's event loop may go without a heartbeat
+    #: to the supervisor before the supervisor kills and replaces it.
+    worker_stall_seconds: float = Field(30.0, ge=1, le=3600)
 
     def worker_count(self) -> int:
         """``workers``, or the number of cores this process may run on when unset."""

@@ -227,3 +227,33 @@ async def test_the_milter_runs_in_every_worker_of_the_group(tmp_path: Path):
                 raise AssertionError("one worker took every milter connection")
             [event] = fake.state()["events"]
             assert all(event["link"].encode() in message for message in messages)
+
+
+async def test_a_worker_whose_loop_is_stuck_is_replaced(tmp_path: Path):
+    # SIGSTOP freezes the worker as a stuck event loop would: no heartbeat, no accept.
+    async with running_fake_webinar(token=TOKEN) as fake, running_next_hop() as hop:
+        env = group_env(tmp_path, hop.port, fake.api_url, WEBINAR_PROXY_SMTP__WORKER_STALL_SECONDS="2")
+        async with running_serve(env) as serve:
+            await until_both_workers_relayed(serve, PLAIN)
+            before = workers_of(serve)
+            victim, bystander = sorted(before)
+            os.kill(victim, signal.SIGSTOP)
+            try:
+                async with asyncio.timeout(60):
+                    while True:
+                        after = workers_of(serve)
+                        new = after - before
+                        if len(after) == 2 and new and f"(pid {min(new)}) ready" in serve.output:
+                            break
+                        await asyncio.sleep(0.1)
+            finally:
+                if alive(victim):
+                    os.kill(victim, signal.SIGKILL)
+            assert f"(pid {victim}) sent no heartbeat for" in serve.output
+            assert f"(pid {victim}) exited with -9" in serve.output
+            assert bystander in after  # the live worker was left alone
+            # The replacement serves the stuck worker's socket: every connection is relayed.
+            delivered = len(hop.handler.delivered)
+            codes = await asyncio.gather(*(send_one(serve.smtp_port, PLAIN) for _ in range(8)))
+            assert codes == [250] * 8
+            assert len(hop.handler.delivered) == delivered + 8

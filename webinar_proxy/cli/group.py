@@ -10,6 +10,8 @@ connections waiting in it.  The supervisor:
 * sends ``READY=1`` once every worker reported ready, ``STOPPING=1`` on SIGTERM,
   ``RELOADING=1``/``READY=1`` around SIGHUP, and pings the watchdog; workers get no
   ``$NOTIFY_SOCKET``;
+* hears a heartbeat from each worker's event loop, and kills a worker silent for
+  ``smtp.worker_stall_seconds`` (its loop is stuck), which is then restarted as below;
 * re-reads the configuration on SIGHUP, refuses a bad one once, and hands a good one
   to every worker (templates and policy, as in one process);
 * on SIGTERM/SIGINT tells every worker to drain (``smtp.shutdown_grace_seconds``)
@@ -23,7 +25,8 @@ Worker 0 runs the scheduler; a replacement of worker 0 takes it over.  A worker
 whose control socket closes (the supervisor died) drains and exits.
 
 Supervisor and worker talk over a socket pair: length-prefixed pickles of tuples
-(``start``, ``reload``, ``health`` one way; ``ready``, ``reloaded``, ``health`` back).
+(``start``, ``reload``, ``health`` one way; ``ready``, ``alive``, ``reloaded``, ``health``
+back).
 """
 
 from __future__ import annotations
@@ -108,6 +111,11 @@ def _receive_blocking(sock: socket.socket) -> tuple[Any, ...]:
 # ---- the worker -------------------------------------------------------------------------
 
 
+def heartbeat_interval(stall_seconds: float) -> float:
+    """Seconds between a worker's heartbeats: several within one stall limit."""
+    return min(5.0, stall_seconds / 6)
+
+
 def worker_main(argv: list[str]) -> int:
     """A worker's entry point: ``CONTROL_FD SMTP_FD MILTER_FD`` (-1: none)."""
     control_fd, smtp_fd, milter_fd = (int(value) for value in argv[:3])
@@ -158,12 +166,21 @@ async def _work(settings: Settings, index: int, control: socket.socket,
             log.warning("worker %d: the supervisor is gone; draining", index)
             stop.set()
 
+        async def beat() -> None:
+            # Sent from the event loop: a loop stuck for smtp.worker_stall_seconds goes
+            # silent, and the supervisor replaces this worker.
+            while True:
+                writer.write(_frame(("alive",)))
+                await asyncio.sleep(heartbeat_interval(running.smtp.worker_stall_seconds))
+
         control_task = asyncio.create_task(obey())
+        heartbeat = asyncio.create_task(beat())
         try:
             await stop.wait()
             await product.shutdown(settings.smtp.shutdown_grace_seconds)
         finally:
             control_task.cancel()
+            heartbeat.cancel()
             writer.close()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.remove_signal_handler(signum)
@@ -231,6 +248,8 @@ class _Worker:
         default_factory=lambda: collections.defaultdict(collections.deque)
     )
     listener: asyncio.Task[None] | None = None
+    #: When the worker last said anything (its heartbeat, on the supervisor's clock).
+    last_heard: float = 0.0
 
     def send(self, message: tuple[Any, ...]) -> None:
         if not self.writer.is_closing():
@@ -283,7 +302,11 @@ class Supervisor:
         return worker
 
     async def _listen(self, worker: _Worker, reader: asyncio.StreamReader) -> None:
+        loop = asyncio.get_running_loop()
         while (message := await _receive(reader)) is not None:
+            worker.last_heard = loop.time()
+            if message[0] == "alive":
+                continue
             if message[0] == "ready":
                 if not worker.ready.done():
                     worker.ready.set_result(None)
@@ -327,6 +350,31 @@ class Supervisor:
             with contextlib.suppress(RuntimeError):
                 await worker.ready
                 log.info("worker %d (pid %d) ready", worker.index, worker.process.pid)
+
+    async def _watch_heartbeats(self) -> None:
+        """Kill a ready worker that has gone silent for ``smtp.worker_stall_seconds``:
+        its event loop is stuck, and the connections the kernel gives its socket wait.
+        Its keeper then starts a new one on the same socket."""
+        loop = asyncio.get_running_loop()
+        tick = loop.time()
+        while True:
+            limit = self.settings.smtp.worker_stall_seconds
+            interval = heartbeat_interval(limit)
+            await asyncio.sleep(interval)
+            now, previous, tick = loop.time(), tick, loop.time()
+            if now - previous > 2 * interval:
+                continue  # this loop was held up itself: the heartbeats may wait unread
+            for worker in list(self.workers.values()):
+                if (worker.process.returncode is not None or not worker.ready.done()
+                        or worker.ready.exception() is not None):
+                    continue
+                silent = now - max(worker.last_heard, worker.started)
+                if silent > limit:
+                    log.error("worker %d (pid %d) sent no heartbeat for %.0fs "
+                              "(smtp.worker_stall_seconds): its event loop is stuck; killing it",
+                              worker.index, worker.process.pid, silent)
+                    with contextlib.suppress(ProcessLookupError):
+                        worker.process.kill()
 
     # -- signals --
 
@@ -423,6 +471,7 @@ class Supervisor:
                 log.error("cannot start: %s", started.exception())
                 return 1
             keepers = [asyncio.create_task(self._keep(w)) for w in first]
+            keepers.append(asyncio.create_task(self._watch_heartbeats()))
             if settings.metrics.listen is not None:
                 endpoint = await start_metrics_server(
                     settings.metrics, GroupMetrics(self.metrics_dir), self._health_checks()

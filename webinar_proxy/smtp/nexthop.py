@@ -213,6 +213,10 @@ class NextHop:
                 return start
         self.in_data = False
         writer = self._require()
+        if len(payload) > 1 and sum(len(part) for part in payload) <= WRITE_SLICE:
+            # A small message goes in one write, terminator included: one segment for
+            # the next hop to read instead of two.
+            payload = (b"".join(payload),)
         try:
             for part in payload:
                 with memoryview(part) as view:
