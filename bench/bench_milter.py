@@ -28,20 +28,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.bench_relay import SMTP_SINK, SMTP_SOURCE, free_port, start_sink, stop  # noqa: E402
+from bench.bench_relay import (  # noqa: E402
+    SMTP_SINK,
+    SMTP_SOURCE,
+    cpu_seconds,
+    free_port,
+    start_sink,
+    stop,
+)
 from tests.support.postfix import postfix_instance, skip_reason  # noqa: E402
 
 QUEUES = ("maildrop", "incoming", "active", "deferred", "hold")
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def queued(queue_dir: Path) -> int:
     return sum(1 for name in QUEUES for path in (queue_dir / name).rglob("*") if path.is_file())
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
 
 
 def run(port: int, queue_dir: Path, sessions: int, count: int, size: int) -> float:
