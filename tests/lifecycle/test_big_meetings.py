@@ -4,6 +4,7 @@ background, batch by batch, durably (a relay killed mid-way leaves the rest to t
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import email
 import email.policy
@@ -19,6 +20,7 @@ from tests.support.smtp import running_next_hop, send_one
 from tests.support.waiting import eventually
 from webinar_proxy.store import ConferenceState, open_store
 from webinar_proxy.testing.fake_webinar import running_fake_webinar
+from webinar_proxy.webinar.pacing import in_background
 
 T0 = datetime(2030, 6, 1, 8, tzinfo=UTC)
 START = datetime(2030, 6, 3, 9, tzinfo=UTC)
@@ -152,3 +154,47 @@ async def test_a_cancel_before_the_attendees_are_registered_still_deletes_the_co
         assert product.state()["events"] == []
         assert await product.services.store.registration_counts(
             BOSS, "scenario-1@example.org") == {"add": 0, "remove": 0}
+
+
+class GatedPace:
+    """A pace that admits mail's calls at once and holds background calls at a gate."""
+
+    def __init__(self) -> None:
+        self.background_waiting = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def reserve(self, deadline: float | None = None) -> float:
+        if in_background():
+            self.background_waiting.set()
+            await self.gate.wait()
+        return 0.0
+
+    async def acquire(self, deadline: float | None = None) -> None:
+        await self.reserve(deadline)
+
+    async def push_back(self, seconds: float) -> None:
+        pass
+
+
+async def test_a_registration_waiting_for_the_pace_does_not_hold_up_mail_about_its_meeting(tmp_path):
+    people = _people(3)
+    pace = GatedPace()
+    async with running_product(tmp_path, T0, client_options={"pace": pace}) as product:
+        product.drain = False
+        assert (await product.send(invitation(start=START, end=END, attendees=people),
+                                   BOSS, list(people)))[0] == 250
+        worker = asyncio.create_task(product.services.registrations.run_once())
+        async with asyncio.timeout(20):
+            await pace.background_waiting.wait()
+        # The organizer moves the meeting while the batch waits for a request slot.
+        moved = invitation(start=START + timedelta(hours=2), end=END + timedelta(hours=2),
+                           attendees=people, sequence=1)
+        async with asyncio.timeout(20):
+            code, text = await product.send(moved, BOSS, list(people))
+        assert code == 250, text
+        assert not worker.done()
+        assert not [r for r in product.fake.requests if r.path.endswith("/invite")]
+        pace.gate.set()
+        assert await worker
+        registered = sorted(r["email"] for r in product.state()["registrations"])
+    assert registered == sorted([BOSS, *people])

@@ -96,6 +96,7 @@ async def running_product(
     fake_options: dict[str, Any] | None = None,
     call_deadline: float = 5.0,
     clock_factory: Callable[[datetime], Clock] = Clock,
+    client_options: dict[str, Any] | None = None,
 ) -> AsyncIterator[Product]:
     clock = clock_factory(now)
     async with (
@@ -115,7 +116,7 @@ async def running_product(
             policy=PolicySettings(**(policy or {})),
             scheduler=SchedulerSettings(),
         )
-        fast = {"backoff": Backoff(base=0.01, cap=0.05)}
+        fast = {"backoff": Backoff(base=0.01, cap=0.05), **(client_options or {})}
         async with (
             open_services(settings, clock=clock, client_options=fast) as services,
             running_relay(settings.smtp, services.pipeline) as relay,

@@ -7,7 +7,13 @@ import itertools
 
 import pytest
 
-from webinar_proxy.webinar.pacing import Backoff, PacingDeadline, TokenBucket
+from webinar_proxy.webinar.pacing import (
+    Backoff,
+    PacingDeadline,
+    TokenBucket,
+    slot_ahead,
+    take_slot_ahead,
+)
 
 
 class Clock:
@@ -99,3 +105,17 @@ async def test_callers_queued_beyond_their_deadline_are_refused_at_once() -> Non
     )
     refused = [o for o in outcomes if isinstance(o, PacingDeadline)]
     assert len(refused) == 2  # slots at 0, 0.5 and 1.0 fit; 1.5 and 2.0 do not
+
+
+async def test_a_slot_won_ahead_serves_the_first_call_only_and_not_once_it_has_passed() -> None:
+    clock = Clock()
+    bucket = TokenBucket(2.0, clock=clock, sleep=clock.sleep)
+    await bucket.acquire()  # the bucket's next slot is 0.5 s away
+    async with slot_ahead(bucket, clock):
+        assert take_slot_ahead(clock) == pytest.approx(0.5)
+        assert take_slot_ahead(clock) is None  # used
+    assert take_slot_ahead(clock) is None  # outside the block
+
+    async with slot_ahead(bucket, clock):  # the slot after that: 1.0 s from now
+        await clock.sleep(1.2)  # a lock took longer than that
+        assert take_slot_ahead(clock) is None  # calling now could crowd the next holder

@@ -9,7 +9,10 @@ shared through the store, so whichever relay is free takes the next batch:
    (``claim_registrations``: ``FOR UPDATE SKIP LOCKED`` with PostgreSQL, one writer
    with SQLite); a lease that expires (the relay crashed or was killed) frees the rows
    for any relay;
-2. under the conference's key lock, read the record and the rows again (an invitation
+2. win a request slot on the shared pace (as background work, so mail's calls go
+   first), and only then take the conference's key lock: mail about the same meeting
+   never waits behind the lock for the pace;
+3. under the key lock, read the record and the rows again (an invitation
    may have changed them meanwhile), make one platform call (``invite`` or
    ``participations/delete``), write the result into the record, drop the rows.
 
@@ -28,7 +31,7 @@ import socket
 import uuid
 
 from webinar_proxy.lifecycle.conferences import ConferenceManager
-from webinar_proxy.store import ConferenceState, ConferenceStore, StoreError
+from webinar_proxy.store import ConferenceState, ConferenceStore, RegistrationClaim, StoreError
 from webinar_proxy.webinar import WebinarError
 from webinar_proxy.webinar.client import INVITE_BATCH
 from webinar_proxy.webinar.pacing import background_calls
@@ -56,26 +59,32 @@ class RegistrationWorker:
         if claim is None:
             return False
         organizer, uid = claim.organizer, claim.uid
-        async with self.store.key_lock(organizer, uid):
-            record = await self.store.get(organizer, uid)
-            if record is None or record.state in (ConferenceState.DELETED,
-                                                  ConferenceState.PENDING_DELETE):
-                await self.store.finish_registrations(organizer, uid)
-                return True
-            if record.state != ConferenceState.ACTIVE or record.session_id is None:
-                return True  # a creation in progress: the lease runs out, then retried
-            current = {p.address: p for p in await self.store.pending_registrations(organizer, uid)}
-            items = [current[i.address] for i in claim.items if current.get(i.address) == i]
-            if not items:
-                return True
-            try:
-                with background_calls():
-                    await self.manager.register_batch(record, items)
-            except WebinarError as exc:
-                log.warning("uid=%s: %d registrations not done yet, retried in %.0f s: %s",
-                            uid, len(items), self.lease_seconds, exc)
-                return True
-            await self.store.finish_registrations(organizer, uid, [i.address for i in items])
+        # The pace slot is won before the key lock is taken: mail about this meeting
+        # must not wait behind the lock while a background call waits for the pace.
+        with background_calls():
+            async with self.manager.client.slot_ahead(), self.store.key_lock(organizer, uid):
+                return await self._batch(claim)
+
+    async def _batch(self, claim: RegistrationClaim) -> bool:
+        organizer, uid = claim.organizer, claim.uid
+        record = await self.store.get(organizer, uid)
+        if record is None or record.state in (ConferenceState.DELETED,
+                                              ConferenceState.PENDING_DELETE):
+            await self.store.finish_registrations(organizer, uid)
+            return True
+        if record.state != ConferenceState.ACTIVE or record.session_id is None:
+            return True  # a creation in progress: the lease runs out, then retried
+        current = {p.address: p for p in await self.store.pending_registrations(organizer, uid)}
+        items = [current[i.address] for i in claim.items if current.get(i.address) == i]
+        if not items:
+            return True
+        try:
+            await self.manager.register_batch(record, items)
+        except WebinarError as exc:
+            log.warning("uid=%s: %d registrations not done yet, retried in %.0f s: %s",
+                        uid, len(items), self.lease_seconds, exc)
+            return True
+        await self.store.finish_registrations(organizer, uid, [i.address for i in items])
         return True
 
     async def drain(self) -> None:

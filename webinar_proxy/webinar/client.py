@@ -37,6 +37,7 @@ and timed under a stable operation name (``create_event``; see ``OPERATION_NAMES
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -92,6 +93,8 @@ from webinar_proxy.webinar.pacing import (
     SharedPace,
     Sleep,
     TokenBucket,
+    slot_ahead,
+    take_slot_ahead,
 )
 
 if TYPE_CHECKING:
@@ -228,6 +231,11 @@ class WebinarClient:
             follow_redirects=False,
             headers={"Accept": "application/json", "User-Agent": f"webinar-proxy/{__version__}"},
         )
+
+    def slot_ahead(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """Win the request slot of the next call made in the block now, before the caller
+        takes a lock (see ``pacing.slot_ahead``)."""
+        return slot_ahead(self._bucket, self._clock)
 
     @classmethod
     def from_settings(cls, settings: WebinarSettings, **overrides: Any) -> WebinarClient:
@@ -685,7 +693,11 @@ class WebinarClient:
         first_connect_failure: float | None = None
         for attempt in range(self._max_attempts):
             try:
-                await self._bucket.acquire(deadline)
+                ahead = take_slot_ahead(self._clock) if attempt == 0 else None
+                if ahead is None:
+                    await self._bucket.acquire(deadline)
+                elif ahead > 0:
+                    await self._sleep(ahead)
             except PacingDeadline:
                 raise self._temporary(
                     operation, f"no request slot before the deadline; {problem}", last_status

@@ -7,6 +7,9 @@ shared ``SlotBook`` (the conference store: one row per key, keyed by a hash of t
 token).  Both also take a 429's ``Retry-After`` as a pause for every caller
 (``push_back``).
 
+``slot_ahead`` wins a slot before the caller takes a lock and hands it to the
+first call made under the lock.
+
 Priorities: a call made inside ``background_calls()`` (registrations, roll-forwards,
 delete retries) takes a slot only when the queue ahead of it is at most
 ``BACKGROUND_LEAD_SLOTS`` deep; otherwise it waits and asks again.  So calls a mail
@@ -24,7 +27,7 @@ import contextvars
 import hashlib
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Protocol
 
 Clock = Callable[[], float]
@@ -54,6 +57,51 @@ def background_calls() -> Iterator[None]:
 
 def in_background() -> bool:
     return _background.get()
+
+
+class Pace(Protocol):
+    """What the client needs of ``TokenBucket`` and ``SharedPace``."""
+
+    async def acquire(self, deadline: float | None = None) -> None: ...
+
+    async def reserve(self, deadline: float | None = None) -> float: ...
+
+    async def push_back(self, seconds: float) -> None: ...
+
+
+#: A slot won ahead of time (``slot_ahead``): when it falls, or None once used.
+_slot_ahead: contextvars.ContextVar[list[float | None] | None] = contextvars.ContextVar(
+    "webinar_slot_ahead", default=None
+)
+
+
+@contextlib.asynccontextmanager
+async def slot_ahead(pace: Pace, clock: Clock = time.monotonic) -> AsyncIterator[None]:
+    """Win a request slot now, for the first call made in the block.
+
+    The registration worker waits for its (background) slot here, before it takes the
+    conference's key lock, so mail about the same meeting never waits for the pace
+    behind that lock.  The first call uses the slot if it is made no later than the
+    slot's time (calling later could crowd the next holder); otherwise it acquires a
+    new one as usual.
+    """
+    wait = await pace.reserve()
+    token = _slot_ahead.set([clock() + wait])
+    try:
+        yield
+    finally:
+        _slot_ahead.reset(token)
+
+
+def take_slot_ahead(clock: Clock) -> float | None:
+    """Seconds to wait for the slot won by ``slot_ahead``, or None: there is none
+    (any more), or it has passed."""
+    held = _slot_ahead.get()
+    if held is None or held[0] is None:
+        return None
+    slot_at, held[0] = held[0], None
+    wait = slot_at - clock()
+    return wait if wait >= 0 else None
 
 
 def key_hash(token: str) -> str:
@@ -105,6 +153,13 @@ class SharedPace:
         self._rand = rand
 
     async def acquire(self, deadline: float | None = None) -> None:
+        wait = await self.reserve(deadline)
+        if wait > 0:
+            await self._sleep(wait)
+
+    async def reserve(self, deadline: float | None = None) -> float:
+        """Reserve a slot (waiting, in the background, until one may be taken); the
+        seconds until it."""
         background = in_background()
         while True:
             now = self._clock()
@@ -116,9 +171,7 @@ class SharedPace:
                 self._key, self._interval, 1e9 if most is None else max(most, 0.0)
             )
             if wait is not None:
-                if wait > 0:
-                    await self._sleep(wait)
-                return
+                return wait
             if not background:
                 raise PacingDeadline
             # Mail's calls are queued: ask again a little later (jittered, so the
@@ -164,13 +217,18 @@ class TokenBucket:
 
     async def acquire(self, deadline: float | None = None) -> None:
         """Wait for a request slot; ``deadline`` is a time on the clock."""
+        wait = await self.reserve(deadline)
+        if wait > 0:
+            await self._sleep(wait)
+
+    async def reserve(self, deadline: float | None = None) -> float:
+        """Reserve a request slot; the seconds until it."""
         now = self._clock()
         slot = max(now, self._full_at - (self.burst - 1) * self._interval)
         if deadline is not None and slot > deadline:
             raise PacingDeadline
         self._full_at = max(self._full_at, slot) + self._interval
-        if slot > now:
-            await self._sleep(slot - now)
+        return slot - now
 
     async def push_back(self, seconds: float) -> None:
         """No slot before ``seconds`` from now (the platform said Retry-After)."""
