@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -132,8 +131,6 @@ def health_checks(relay: RelayServer | None, store: ConferenceStore,
 class WorkerRole:
     """What a worker of a group (see ``cli/group.py``) does differently."""
 
-    smtp_socket: socket.socket | None
-    milter_socket: socket.socket | None
     #: One worker of the group runs the scheduler.
     run_scheduler: bool
 
@@ -178,8 +175,8 @@ async def running_product(
 
     The front doors get ``smtp.shutdown_grace_seconds`` to finish messages in flight
     (unless the caller already shut them down), then the scheduler stops.  A worker
-    of a group (``worker``) accepts on its supervisor's sockets, serves no metrics
-    endpoint of its own and runs the scheduler only when told to.
+    of a group (``worker``) serves the connections its supervisor hands over, has no
+    metrics endpoint of its own and runs the scheduler only when told to.
     """
     metrics = Metrics()
     async with open_services(settings, clock=clock, client_options=client_options,
@@ -199,11 +196,9 @@ async def running_product(
             if worker is None:
                 for door in product.doors:
                     await door.start()
-            else:
-                if relay is not None:
-                    await relay.start(worker.smtp_socket)
-                if milter is not None:
-                    await milter.start(worker.milter_socket)
+            else:  # the supervisor accepts and hands connections over (``adopt``)
+                for door in product.doors:
+                    door.start_adopting()
             if worker is None or worker.run_scheduler:
                 scheduler = asyncio.create_task(services.scheduler.run_forever(product.stop))
             yield product

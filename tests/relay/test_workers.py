@@ -67,7 +67,7 @@ def workers_of(serve: Serve) -> set[int]:
 
 async def until_both_workers_relayed(serve: Serve, message: bytes, rounds: int = 30) -> int:
     """Send ``message`` on four connections at once, round after round, until each worker
-    relayed at least one (the kernel picks the worker); how many were sent."""
+    relayed at least one (the supervisor picks the worker); how many were sent."""
     sent = 0
     for _ in range(rounds):
         codes = await asyncio.gather(*(send_one(serve.smtp_port, message) for _ in range(4)))
@@ -257,3 +257,32 @@ async def test_a_worker_whose_loop_is_stuck_is_replaced(tmp_path: Path):
             codes = await asyncio.gather(*(send_one(serve.smtp_port, PLAIN) for _ in range(8)))
             assert codes == [250] * 8
             assert len(hop.handler.delivered) == delivered + 8
+
+
+async def test_connections_are_shared_out_evenly_over_the_workers(tmp_path: Path):
+    # Ten connections held open, as an MTA's connection cache does: five per worker
+    # (the kernel's SO_REUSEPORT hashing would split them at random: 5/5 one time in four).
+    async with (
+        running_fake_webinar(token=TOKEN) as fake,
+        running_next_hop() as hop,
+        running_serve(group_env(tmp_path, hop.port, fake.api_url)) as serve,
+    ):
+        clients = []
+        try:
+            for _ in range(10):
+                client = await WireClient.connect("127.0.0.1", serve.smtp_port)
+                clients.append(client)
+                assert (await client.reply())[0] == 220
+                assert (await client.command("EHLO client.example"))[0] == 250
+                code, text = await client.transaction("o@example.org", ["a@example.net"],
+                                                      dot_stuff(PLAIN))
+                assert code == 250, text
+            async with asyncio.timeout(30):
+                while True:  # the log line follows the reply
+                    if len(relayed_by(serve)) == 10:
+                        break
+                    await asyncio.sleep(0.05)
+            assert sorted(relayed_by(serve)) == [0] * 5 + [1] * 5
+        finally:
+            for client in clients:
+                await client.close()

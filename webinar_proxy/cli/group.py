@@ -1,17 +1,21 @@
 """``serve`` with ``smtp.workers`` > 1: a supervisor and its relay worker processes.
 
-The supervisor (the main process, the one systemd knows) binds the listeners — one
-socket per worker on the same TCP port (SO_REUSEPORT), one shared socket for a unix
-milter socket — and starts the workers; each worker is a fresh Python process that
-runs the whole product (``wiring.running_product``) and accepts on its inherited
-socket.  A replacement worker takes over its predecessor's socket, with the
-connections waiting in it.  The supervisor:
+The supervisor (the main process, the one systemd knows) binds the listeners (SMTP,
+and the milter's unix or TCP socket), accepts every connection itself and hands it
+to the worker with the fewest connections of that listener (equals take turns),
+over a SOCK_SEQPACKET socket pair with the descriptor attached (``_Adopter``); the
+worker reports each one closed.  So ten long-lived connections from an MTA are
+shared five and five, where the kernel's SO_REUSEPORT hashing would split them at
+random.  Each worker is a fresh Python process that runs the whole product
+(``wiring.running_product``).  While no worker can take one, connections wait in
+the listener's queue.  The supervisor:
 
 * sends ``READY=1`` once every worker reported ready, ``STOPPING=1`` on SIGTERM,
   ``RELOADING=1``/``READY=1`` around SIGHUP, and pings the watchdog; workers get no
   ``$NOTIFY_SOCKET``;
-* hears a heartbeat from each worker's event loop, and kills a worker silent for
-  ``smtp.worker_stall_seconds`` (its loop is stuck), which is then restarted as below;
+* hears a heartbeat from each worker's event loop: a worker silent for two heartbeats
+  gets no new connections, and one silent for ``smtp.worker_stall_seconds`` (its loop
+  is stuck) is killed, then restarted as below;
 * re-reads the configuration on SIGHUP, refuses a bad one once, and hands a good one
   to every worker (templates and policy, as in one process);
 * on SIGTERM/SIGINT tells every worker to drain (``smtp.shutdown_grace_seconds``)
@@ -25,8 +29,8 @@ Worker 0 runs the scheduler; a replacement of worker 0 takes it over.  A worker
 whose control socket closes (the supervisor died) drains and exits.
 
 Supervisor and worker talk over a socket pair: length-prefixed pickles of tuples
-(``start``, ``reload``, ``health`` one way; ``ready``, ``alive``, ``reloaded``, ``health``
-back).
+(``start``, ``reload``, ``health`` one way; ``ready``, ``alive``, ``closed``, ``reloaded``,
+``health`` back).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import os
 import pickle
@@ -71,6 +76,10 @@ BACKOFF_FIRST, BACKOFF_MAX, BACKOFF_RESET_AFTER = 0.5, 30.0, 60.0
 #: Seconds after the grace period before a worker that has not exited is killed.
 KILL_MARGIN = 10.0
 REPLY_TIMEOUT = 10.0
+#: Connections accepted (or taken over) per wake-up, so one burst cannot hold the loop.
+ACCEPT_BATCH = 64
+#: Seconds without accepting after accept() itself failed (out of file descriptors).
+ACCEPT_PAUSE = 0.5
 
 
 # ---- the control channel --------------------------------------------------------------
@@ -116,12 +125,62 @@ def heartbeat_interval(stall_seconds: float) -> float:
     return min(5.0, stall_seconds / 6)
 
 
+class _Adopter:
+    """A worker's end of the hand-over: the connections its supervisor accepted.
+
+    Each message on the channel (a SOCK_SEQPACKET socket pair) is the listener's name
+    (``smtp`` or ``milter``) with one connection's file descriptor attached; the
+    connection goes to that front door, and ``closed(name)`` is called when it is gone.
+    """
+
+    def __init__(self, channel: socket.socket, doors: dict[str, Any],
+                 closed: Callable[[str], None]) -> None:
+        self.channel = channel
+        self.doors = doors
+        self.closed = closed
+        self._reading = False
+        self._tasks: set[asyncio.Future[None]] = set()
+
+    def start(self) -> None:
+        self.channel.setblocking(False)
+        asyncio.get_running_loop().add_reader(self.channel.fileno(), self._take)
+        self._reading = True
+
+    def stop(self) -> None:
+        if self._reading:
+            self._reading = False
+            asyncio.get_running_loop().remove_reader(self.channel.fileno())
+
+    def _take(self) -> None:
+        for _ in range(ACCEPT_BATCH):
+            try:
+                name, fds, _, _ = socket.recv_fds(self.channel, 16, 1)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.stop()
+                return
+            if not name and not fds:
+                self.stop()  # the supervisor is gone (the control socket says so too)
+                return
+            kind = name.decode("ascii", "replace")
+            for fd in fds:
+                connection = socket.socket(fileno=fd)
+                door = self.doors.get(kind)
+                if door is None:
+                    connection.close()
+                    self.closed(kind)
+                    continue
+                task = asyncio.ensure_future(door.adopt(connection, functools.partial(self.closed, kind)))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+
 def worker_main(argv: list[str]) -> int:
-    """A worker's entry point: ``CONTROL_FD SMTP_FD MILTER_FD`` (-1: none)."""
-    control_fd, smtp_fd, milter_fd = (int(value) for value in argv[:3])
+    """A worker's entry point: ``CONTROL_FD HANDOVER_FD``."""
+    control_fd, handover_fd = (int(value) for value in argv[:2])
     control = socket.socket(fileno=control_fd)
-    smtp = socket.socket(fileno=smtp_fd) if smtp_fd >= 0 else None
-    milter = socket.socket(fileno=milter_fd) if milter_fd >= 0 else None
+    handover = socket.socket(fileno=handover_fd)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # reloads come from the supervisor
     try:
         kind, settings, level, index = _receive_blocking(control)
@@ -132,7 +191,7 @@ def worker_main(argv: list[str]) -> int:
     from webinar_proxy.store import StoreError
 
     try:
-        asyncio.run(_work(settings, index, control, smtp, milter))
+        asyncio.run(_work(settings, index, control, handover))
     except (OSError, StoreError) as exc:
         log.error("worker %d cannot start: %s", index, exc)
         return 1
@@ -140,7 +199,7 @@ def worker_main(argv: list[str]) -> int:
 
 
 async def _work(settings: Settings, index: int, control: socket.socket,
-                smtp: socket.socket | None, milter: socket.socket | None) -> None:
+                handover: socket.socket) -> None:
     from webinar_proxy.cli.serve import reload
     from webinar_proxy.wiring import WorkerRole, health_checks, running_product
 
@@ -149,10 +208,17 @@ async def _work(settings: Settings, index: int, control: socket.socket,
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     reader, writer = await asyncio.open_unix_connection(sock=control)
-    role = WorkerRole(smtp, milter, run_scheduler=index == 0)
+    role = WorkerRole(run_scheduler=index == 0)
     running = settings
     async with running_product(settings, stop=stop, worker=role) as product:
         checks = health_checks(product.relay, product.services.store, product.milter)
+
+        def closed(kind: str) -> None:
+            if not writer.is_closing():
+                writer.write(_frame(("closed", kind)))
+
+        adopter = _Adopter(handover, {"smtp": product.relay, "milter": product.milter}, closed)
+        adopter.start()
         writer.write(_frame(("ready", os.getpid())))
 
         async def obey() -> None:
@@ -179,6 +245,7 @@ async def _work(settings: Settings, index: int, control: socket.socket,
             await stop.wait()
             await product.shutdown(settings.smtp.shutdown_grace_seconds)
         finally:
+            adopter.stop()
             control_task.cancel()
             heartbeat.cancel()
             writer.close()
@@ -189,29 +256,19 @@ async def _work(settings: Settings, index: int, control: socket.socket,
 # ---- the supervisor ---------------------------------------------------------------------
 
 
-def _bind_tcp(address: HostPort, count: int) -> list[socket.socket]:
-    """``count`` listening sockets on ``address``, one per worker, sharing the port with
-    SO_REUSEPORT: each has its own accept queue and the kernel spreads connections evenly.
-    (One shared socket would let the first worker to wake accept a whole burst, as
-    asyncio accepts up to its backlog per wake-up.)  The first one picks a port 0."""
+def _bind_tcp(address: HostPort) -> socket.socket:
     family, kind, proto, _, sockaddr = socket.getaddrinfo(
         address.host or None, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
-    sockets: list[socket.socket] = []
+    sock = socket.socket(family, kind, proto)
     try:
-        for _ in range(count):
-            sock = socket.socket(family, kind, proto)
-            sockets.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind(sockaddr)
-            sock.listen(socket.SOMAXCONN)
-            sockaddr = sock.getsockname()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(sockaddr)
+        sock.listen(socket.SOMAXCONN)
     except BaseException:
-        for sock in sockets:
-            sock.close()
+        sock.close()
         raise
-    return sockets
+    return sock
 
 
 def _bind_unix(path: str) -> socket.socket:
@@ -247,9 +304,13 @@ class _Worker:
     replies: dict[str, collections.deque[asyncio.Future[Any]]] = field(
         default_factory=lambda: collections.defaultdict(collections.deque)
     )
+    #: The supervisor's end of the hand-over channel (see ``_Adopter``).
+    handover: socket.socket | None = None
     listener: asyncio.Task[None] | None = None
     #: When the worker last said anything (its heartbeat, on the supervisor's clock).
     last_heard: float = 0.0
+    #: Connections handed to it and not yet reported closed, per listener.
+    load: collections.Counter[str] = field(default_factory=collections.Counter)
 
     def send(self, message: tuple[Any, ...]) -> None:
         if not self.writer.is_closing():
@@ -271,31 +332,37 @@ class Supervisor:
         self.load = load
         self.count = count
         self.level = level
-        #: Listening sockets, one per worker (SO_REUSEPORT), or one shared (a unix socket).
-        self.smtp: list[socket.socket] = []
-        self.milter: list[socket.socket] = []
+        #: The listening sockets, by name ("smtp", "milter"): only the supervisor accepts.
+        self.listeners: dict[str, socket.socket] = {}
         self.workers: dict[int, _Worker] = {}
         self.stopping = asyncio.Event()
         self.metrics_dir = ""
+        self._accepting = False
+        self._turn = 0  # where the round among equally loaded workers starts
 
     # -- workers --
 
     async def _spawn(self, index: int) -> _Worker:
         ours, theirs = socket.socketpair()
-        mine = [own[index % len(own)].fileno() if own else -1 for own in (self.smtp, self.milter)]
-        fds = [theirs.fileno(), *mine]
+        handover, handover_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        handover.setblocking(False)
+        fds = [theirs.fileno(), handover_theirs.fileno()]
         env = {k: v for k, v in os.environ.items() if k not in _SUPERVISOR_ONLY}
         env["PROMETHEUS_MULTIPROC_DIR"] = self.metrics_dir
         try:
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-c", _WORKER_CODE, *map(str, fds),
-                pass_fds=[fd for fd in fds if fd >= 0], env=env, stdin=asyncio.subprocess.DEVNULL,
+                pass_fds=fds, env=env, stdin=asyncio.subprocess.DEVNULL,
             )
+        except BaseException:
+            handover.close()
+            raise
         finally:
             theirs.close()
+            handover_theirs.close()
         reader, writer = await asyncio.open_unix_connection(sock=ours)
         loop = asyncio.get_running_loop()
-        worker = _Worker(index, process, writer, loop.time(), loop.create_future())
+        worker = _Worker(index, process, writer, loop.time(), loop.create_future(), handover=handover)
         worker.send(("start", self.settings, self.level, index))
         worker.listener = asyncio.create_task(self._listen(worker, reader))
         self.workers[index] = worker
@@ -307,9 +374,12 @@ class Supervisor:
             worker.last_heard = loop.time()
             if message[0] == "alive":
                 continue
-            if message[0] == "ready":
+            if message[0] == "closed":
+                worker.load[message[1]] = max(0, worker.load[message[1]] - 1)
+            elif message[0] == "ready":
                 if not worker.ready.done():
                     worker.ready.set_result(None)
+                self._start_accepting()
             elif worker.replies[message[0]]:
                 answer = worker.replies[message[0]].popleft()
                 if not answer.done():
@@ -323,6 +393,8 @@ class Supervisor:
                 if not answer.done():
                     answer.set_exception(ConnectionError(f"worker {worker.index} is gone"))
         worker.writer.close()
+        if worker.handover is not None:
+            worker.handover.close()
 
     async def _keep(self, worker: _Worker) -> None:
         """Restart this worker's slot whenever its process exits, until the group stops."""
@@ -351,10 +423,70 @@ class Supervisor:
                 await worker.ready
                 log.info("worker %d (pid %d) ready", worker.index, worker.process.pid)
 
+    # -- connections --
+
+    def _start_accepting(self) -> None:
+        if self._accepting or self.stopping.is_set():
+            return
+        loop = asyncio.get_running_loop()
+        for name, sock in self.listeners.items():
+            loop.add_reader(sock.fileno(), self._accept, name, sock)
+        self._accepting = True
+
+    def _stop_accepting(self) -> None:
+        if self._accepting:
+            loop = asyncio.get_running_loop()
+            for sock in self.listeners.values():
+                loop.remove_reader(sock.fileno())
+            self._accepting = False
+
+    def _takers(self) -> list[_Worker]:
+        """Workers that may get a connection: ready, running, heard from lately."""
+        now = asyncio.get_running_loop().time()
+        lately = 2 * heartbeat_interval(self.settings.smtp.worker_stall_seconds) + 1
+        return [w for w in self.workers.values()
+                if w.ready.done() and w.ready.exception() is None and w.process.returncode is None
+                and w.handover is not None and now - max(w.last_heard, w.started) <= lately]
+
+    def _accept(self, name: str, listener: socket.socket) -> None:
+        for _ in range(ACCEPT_BATCH):
+            takers = self._takers()
+            if not takers:
+                # The connections wait in the listener's queue until a worker is ready.
+                self._stop_accepting()
+                return
+            try:
+                connection, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # out of file descriptors, say: pause, then go on
+                log.warning("accepting on %s failed: %s", _shown(listener), exc)
+                self._stop_accepting()
+                asyncio.get_running_loop().call_later(ACCEPT_PAUSE, self._start_accepting)
+                return
+            with connection:
+                self._hand_over(name, connection, takers)
+
+    def _hand_over(self, name: str, connection: socket.socket, takers: list[_Worker]) -> None:
+        """Give ``connection`` to the worker with the fewest connections of this listener
+        (equals take turns); our copy of the descriptor is closed by the caller."""
+        count = len(self.workers) or 1
+        takers.sort(key=lambda w: (w.load[name], (w.index - self._turn) % count))
+        for worker in takers:
+            assert worker.handover is not None
+            try:
+                socket.send_fds(worker.handover, [name.encode()], [connection.fileno()])
+            except OSError:
+                continue  # its channel is full or gone: the next worker
+            worker.load[name] += 1
+            self._turn = worker.index + 1
+            return
+        log.warning("no worker could take a connection on %s; closed it", _shown(connection))
+
     async def _watch_heartbeats(self) -> None:
         """Kill a ready worker that has gone silent for ``smtp.worker_stall_seconds``:
-        its event loop is stuck, and the connections the kernel gives its socket wait.
-        Its keeper then starts a new one on the same socket."""
+        its event loop is stuck, and the connections it holds wait.  Its keeper then
+        starts a new one."""
         loop = asyncio.get_running_loop()
         tick = loop.time()
         while True:
@@ -455,11 +587,13 @@ class Supervisor:
         self.metrics_dir = tempfile.mkdtemp(prefix="webinar-proxy-metrics-")
         try:
             if settings.smtp.enabled:
-                self.smtp = _bind_tcp(settings.smtp.listen, self.count)
+                self.listeners["smtp"] = _bind_tcp(settings.smtp.listen)
             listen = settings.milter.listen
             if listen is not None:
-                self.milter = [_bind_unix(listen.path)] if listen.kind == "unix" else _bind_tcp(
-                    HostPort(listen.host, listen.port), self.count)
+                self.listeners["milter"] = _bind_unix(listen.path) if listen.kind == "unix" else _bind_tcp(
+                    HostPort(listen.host, listen.port))
+            for sock in self.listeners.values():
+                sock.setblocking(False)
             first = [await self._spawn(index) for index in range(self.count)]
             started = asyncio.gather(*(w.ready for w in first))
             stopped = asyncio.ensure_future(self.stopping.wait())
@@ -481,12 +615,12 @@ class Supervisor:
                              f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
             loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self._reload()))
             status = []
-            if self.smtp:
+            if "smtp" in self.listeners:
                 log.info("listening on %s, next hop %s, %d workers",
-                         _shown(self.smtp[0]), settings.smtp.next_hop, self.count)
+                         _shown(self.listeners["smtp"]), settings.smtp.next_hop, self.count)
                 status.append(f"relaying to {settings.smtp.next_hop}")
-            if self.milter:
-                log.info("milter listening on %s, %d workers", _shown(self.milter[0]), self.count)
+            if "milter" in self.listeners:
+                log.info("milter listening on %s, %d workers", _shown(self.listeners["milter"]), self.count)
                 status.append(f"milter on {settings.milter.listen}")
             status.append(f"{self.count} workers")
             sdnotify.notify("READY=1", "STATUS=" + ", ".join(status))
@@ -495,21 +629,24 @@ class Supervisor:
 
                 watchdog = asyncio.create_task(_watchdog(interval))
             await self.stopping.wait()
+            self._stop_accepting()
             sdnotify.notify("STOPPING=1", "STATUS=draining transactions in flight")
             log.info("shutting down: waiting up to %.0fs for transactions in flight",
                      settings.smtp.shutdown_grace_seconds)
             return 0
         finally:
             self.stopping.set()
+            self._stop_accepting()
             await self._stop_workers(settings.smtp.shutdown_grace_seconds)
             for keeper in keepers:
                 keeper.cancel()
             if watchdog is not None:
                 watchdog.cancel()
             await stop_metrics_server(endpoint)
-            for sock in (*self.smtp, *self.milter):
+            for sock in self.listeners.values():
                 sock.close()
-            if settings.milter.listen is not None and settings.milter.listen.kind == "unix" and self.milter:
+            if settings.milter.listen is not None and settings.milter.listen.kind == "unix" \
+                    and "milter" in self.listeners:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(settings.milter.listen.path)
             shutil.rmtree(self.metrics_dir, ignore_errors=True)

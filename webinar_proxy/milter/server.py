@@ -468,6 +468,38 @@ class MilterServer:
         self._server: asyncio.Server | None = None
         #: False when the socket was handed in: its owner (the supervisor) removes a unix path.
         self._owns_socket = True
+        #: True while connections handed over by a supervisor are taken (``adopt``).
+        self._adopting = False
+
+    def start_adopting(self) -> None:
+        """Serve connections accepted by a supervisor (see ``RelayServer.start_adopting``)."""
+        self._owns_socket = False
+        self._adopting = True
+
+    async def adopt(self, sock: socket.socket, on_closed: Callable[[], None]) -> None:
+        """Serve ``sock``, an MTA connection accepted by the supervisor; ``on_closed`` is
+        called once when it is gone."""
+        if not self._adopting:
+            sock.close()
+            on_closed()
+            return
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(loop=loop)
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                await self._serve(reader, writer)
+            finally:
+                writer.close()
+                on_closed()
+
+        try:
+            await loop.connect_accepted_socket(
+                lambda: asyncio.StreamReaderProtocol(reader, serve, loop=loop), sock=sock)
+        except OSError as exc:
+            log.warning("handed-over connection lost before it was served: %s", exc)
+            sock.close()
+            on_closed()
 
     async def start(self, sock: socket.socket | None = None) -> None:
         """Listen on ``milter.listen``, or accept on ``sock`` (bound and listening already)."""
@@ -525,7 +557,7 @@ class MilterServer:
         return self._server.sockets[0].getsockname()[1]
 
     def is_serving(self) -> bool:
-        return self._server is not None and self._server.is_serving()
+        return self._adopting or (self._server is not None and self._server.is_serving())
 
     async def settle(self) -> None:
         """Wait for the follow-ups (phase two of the seam) to finish."""
@@ -533,9 +565,11 @@ class MilterServer:
 
     async def shutdown(self, grace: float) -> None:
         """Stop accepting; let messages being processed finish within ``grace``; close."""
-        if self._server is None:
+        if self._server is None and not self._adopting:
             return
-        self._server.close()
+        self._adopting = False
+        if self._server is not None:
+            self._server.close()
         busy = [asyncio.ensure_future(c.wait_idle()) for c in self.connections if c.processing]
         if busy:
             _, pending = await asyncio.wait(busy, timeout=grace)
@@ -547,9 +581,10 @@ class MilterServer:
             task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(5):
-                await self._server.wait_closed()
+        if self._server is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    await self._server.wait_closed()
         listen = self.settings.listen
         if listen is not None and listen.kind == "unix" and self._owns_socket:
             _remove_socket(listen.path)

@@ -13,6 +13,7 @@ import asyncio
 import ipaddress
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 from aiosmtpd.smtp import SMTP
@@ -38,7 +39,8 @@ _PLAIN_PATH = re.compile(
 class RelaySMTP(SMTP):
     """aiosmtpd's protocol, adjusted for a relay (see the module docstring)."""
 
-    def __init__(self, handler: RelayHandler, *, registry: set[RelaySMTP], **kwargs: Any) -> None:
+    def __init__(self, handler: RelayHandler, *, registry: set[RelaySMTP],
+                 on_lost: Callable[[], None] | None = None, **kwargs: Any) -> None:
         settings = handler.settings
         super().__init__(
             handler,
@@ -52,6 +54,7 @@ class RelaySMTP(SMTP):
         )
         self.relay_settings = settings
         self._registry = registry
+        self._on_lost = on_lost
         self._allowed = settings.allowed_clients
 
     def _create_session(self) -> RelaySession:
@@ -96,6 +99,9 @@ class RelaySMTP(SMTP):
         session = self.session
         super().connection_lost(error)
         self._registry.discard(self)
+        if self._on_lost is not None:
+            on_lost, self._on_lost = self._on_lost, None
+            on_lost()
         if isinstance(session, RelaySession):
             session.in_transaction = False
             if session.next_hop is not None:

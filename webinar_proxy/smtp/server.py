@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from webinar_proxy.metrics import Metrics
 from webinar_proxy.seam import Pipeline
@@ -43,9 +43,32 @@ class RelayServer:
         self.handler = RelayHandler(settings, pipeline, metrics)
         self.connections: set[RelaySMTP] = set()
         self._server: asyncio.Server | None = None
+        #: True while connections handed over by a supervisor are taken (``adopt``).
+        self._adopting = False
 
     def _protocol_factory(self) -> RelaySMTP:
         return RelaySMTP(self.handler, registry=self.connections)
+
+    def start_adopting(self) -> None:
+        """Serve connections accepted elsewhere (a worker of a group: its supervisor
+        accepts and hands each connection to the least busy worker) instead of listening."""
+        self._adopting = True
+
+    async def adopt(self, sock: socket.socket, on_closed: Callable[[], None]) -> None:
+        """Serve ``sock``, a client connection accepted by the supervisor; ``on_closed``
+        is called once when it is gone."""
+        if not self._adopting:
+            sock.close()
+            on_closed()
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.connect_accepted_socket(
+                lambda: RelaySMTP(self.handler, registry=self.connections, on_lost=on_closed), sock=sock)
+        except OSError as exc:
+            log.warning("handed-over connection lost before it was served: %s", exc)
+            sock.close()
+            on_closed()
 
     async def start(self, sock: socket.socket | None = None) -> None:
         """Listen on ``smtp.listen``, or accept on ``sock`` (bound and listening already:
@@ -71,7 +94,7 @@ class RelayServer:
 
     def is_serving(self) -> bool:
         """True while the listener is bound and accepting (for /healthz)."""
-        return self._server is not None and self._server.is_serving()
+        return self._adopting or (self._server is not None and self._server.is_serving())
 
     async def settle(self) -> None:
         """Wait for the follow-ups (phase two of the seam) started after replies to finish."""
@@ -82,9 +105,11 @@ class RelayServer:
 
     async def shutdown(self, grace: float) -> None:
         """Stop accepting; let transactions in flight finish within ``grace``; close."""
-        if self._server is None:
+        if self._server is None and not self._adopting:
             return
-        self._server.close()
+        self._adopting = False
+        if self._server is not None:
+            self._server.close()
         for connection in list(self.connections):
             if not connection.relay_session().in_transaction and connection.transport is not None:
                 connection.transport.write(f"{replies.TEMPFAIL_SHUTTING_DOWN}\r\n".encode())
@@ -99,7 +124,8 @@ class RelayServer:
                 if not connection.relay_session().processing:
                     connection.transport.write(f"{replies.TEMPFAIL_SHUTTING_DOWN}\r\n".encode())
                 connection.transport.close()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(5):
-                await self._server.wait_closed()
+        if self._server is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    await self._server.wait_closed()
         self._server = None
