@@ -176,7 +176,12 @@ def stamp_for_write(record: ConferenceRecord, now: datetime | None = None) -> Co
 
 
 def registrations_to_json(registrations: Iterable[Registration]) -> list[dict[str, Any]]:
-    return [dataclasses.asdict(registration) for registration in registrations]
+    # Not dataclasses.asdict: it deep-copies each field and took 40 ms for a meeting
+    # of 10,000 people, written back after every batch of 50 registrations.
+    return [
+        {"address": r.address, "role": r.role, "participation_id": r.participation_id}
+        for r in registrations
+    ]
 
 
 def registrations_from_json(items: Iterable[dict[str, Any]]) -> tuple[Registration, ...]:
