@@ -83,7 +83,9 @@ def _relay_env(fake: FakeWebinarProcess) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def after_queue(fake: FakeWebinarProcess) -> Iterator[PostfixInstance]:
-    with postfix_instance("after-queue", relay_env=_relay_env(fake)) as instance:
+    # A group of two workers behind the content filter (the before-queue one is one process).
+    env = {**_relay_env(fake), "WEBINAR_PROXY_SMTP__WORKERS": "2"}
+    with postfix_instance("after-queue", relay_env=env) as instance:
         yield instance
 
 

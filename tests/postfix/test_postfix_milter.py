@@ -51,7 +51,10 @@ def _invitation(prefix: str, **options: object) -> tuple[str, bytes]:
 def milter(fake: FakeWebinarProcess) -> Iterator[PostfixInstance]:  # noqa: F811
     if not shutil.which(SASLPASSWD2):
         pytest.skip("saslpasswd2 (sasl2-bin) is not installed; .ci/run installs it")
-    env = {**_relay_env(fake), "WEBINAR_PROXY_POLICY__ORGANIZER_CHECK": "login"}
+    # The milter served by a group of two workers: the supervisor hands Postfix's
+    # connections over.
+    env = {**_relay_env(fake), "WEBINAR_PROXY_POLICY__ORGANIZER_CHECK": "login",
+           "WEBINAR_PROXY_SMTP__WORKERS": "2"}
     with postfix_instance("milter", relay_env=env) as instance:
         yield instance
 
