@@ -286,3 +286,34 @@ async def test_connections_are_shared_out_evenly_over_the_workers(tmp_path: Path
         finally:
             for client in clients:
                 await client.close()
+
+
+async def test_a_silent_worker_gets_no_new_connections_until_it_is_replaced(tmp_path: Path):
+    # Stall limit 60 s: missing two heartbeats (11 s) stops new connections long before
+    # the kill, so every connection made in between is served by the other worker.
+    async with running_fake_webinar(token=TOKEN) as fake, running_next_hop() as hop:
+        env = group_env(tmp_path, hop.port, fake.api_url, WEBINAR_PROXY_SMTP__WORKER_STALL_SECONDS="60")
+        async with running_serve(env) as serve:
+            victim, bystander = sorted(workers_of(serve))
+            os.kill(victim, signal.SIGSTOP)
+            try:
+                async with asyncio.timeout(60):
+                    while True:
+                        if f"(pid {victim}) missed its heartbeats" in serve.output:
+                            break
+                        await asyncio.sleep(0.1)
+                served = len(relayed_by(serve))
+                async with asyncio.timeout(30):  # one handed to the frozen worker would hang
+                    codes = await asyncio.gather(*(send_one(serve.smtp_port, PLAIN) for _ in range(6)))
+                assert codes == [250] * 6
+                assert alive(victim) and f"(pid {victim}) sent no heartbeat" not in serve.output
+            finally:
+                os.kill(victim, signal.SIGKILL)
+            async with asyncio.timeout(30):
+                while True:
+                    if len(relayed_by(serve)) == served + 6:
+                        break
+                    await asyncio.sleep(0.05)
+            by_worker = relayed_by(serve)[served:]
+            assert by_worker == [by_worker[0]] * 6  # all by the bystander
+            assert bystander in workers_of(serve)

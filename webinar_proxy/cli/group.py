@@ -125,6 +125,12 @@ def heartbeat_interval(stall_seconds: float) -> float:
     return min(5.0, stall_seconds / 6)
 
 
+def quiet_after(stall_seconds: float) -> float:
+    """Seconds of silence after which a worker gets no new connections: two heartbeats
+    missed (and a second to spare)."""
+    return 2 * heartbeat_interval(stall_seconds) + 1
+
+
 class _Adopter:
     """A worker's end of the hand-over: the connections its supervisor accepted.
 
@@ -309,6 +315,8 @@ class _Worker:
     listener: asyncio.Task[None] | None = None
     #: When the worker last said anything (its heartbeat, on the supervisor's clock).
     last_heard: float = 0.0
+    #: True while it gets no new connections for missing its heartbeats (for the log).
+    quiet: bool = False
     #: Connections handed to it and not yet reported closed, per listener.
     load: collections.Counter[str] = field(default_factory=collections.Counter)
 
@@ -443,7 +451,7 @@ class Supervisor:
     def _takers(self) -> list[_Worker]:
         """Workers that may get a connection: ready, running, heard from lately."""
         now = asyncio.get_running_loop().time()
-        lately = 2 * heartbeat_interval(self.settings.smtp.worker_stall_seconds) + 1
+        lately = quiet_after(self.settings.smtp.worker_stall_seconds)
         return [w for w in self.workers.values()
                 if w.ready.done() and w.ready.exception() is None and w.process.returncode is None
                 and w.handover is not None and now - max(w.last_heard, w.started) <= lately]
@@ -501,6 +509,13 @@ class Supervisor:
                         or worker.ready.exception() is not None):
                     continue
                 silent = now - max(worker.last_heard, worker.started)
+                quiet = silent > quiet_after(limit)
+                if quiet and not worker.quiet:
+                    log.warning("worker %d (pid %d) missed its heartbeats for %.0fs: "
+                                "no new connections for it", worker.index, worker.process.pid, silent)
+                elif worker.quiet and not quiet:
+                    log.info("worker %d (pid %d) answers again", worker.index, worker.process.pid)
+                worker.quiet = quiet
                 if silent > limit:
                     log.error("worker %d (pid %d) sent no heartbeat for %.0fs "
                               "(smtp.worker_stall_seconds): its event loop is stuck; killing it",
