@@ -317,3 +317,33 @@ async def test_a_silent_worker_gets_no_new_connections_until_it_is_replaced(tmp_
             by_worker = relayed_by(serve)[served:]
             assert by_worker == [by_worker[0]] * 6  # all by the bystander
             assert bystander in workers_of(serve)
+
+
+async def test_connections_wait_while_no_worker_answers_and_are_served_when_one_does(tmp_path: Path):
+    async with running_fake_webinar(token=TOKEN) as fake, running_next_hop() as hop:
+        env = group_env(tmp_path, hop.port, fake.api_url, WEBINAR_PROXY_SMTP__WORKER_STALL_SECONDS="60")
+        async with running_serve(env) as serve:
+            workers = sorted(workers_of(serve))
+            for pid in workers:
+                os.kill(pid, signal.SIGSTOP)
+            try:
+                async with asyncio.timeout(60):
+                    while True:
+                        if all(f"(pid {pid}) missed its heartbeats" in serve.output for pid in workers):
+                            break
+                        await asyncio.sleep(0.1)
+                # Its connection waits in the listener's queue: the workers count as silent
+                # until their next heartbeat, even once they run again.
+                waiting = asyncio.create_task(send_one(serve.smtp_port, PLAIN))
+            finally:
+                for pid in workers:
+                    os.kill(pid, signal.SIGCONT)
+            async with asyncio.timeout(30):
+                assert await waiting == 250
+            async with asyncio.timeout(30):  # logged at the supervisor's next look
+                while True:
+                    if all(f"(pid {pid}) answers again" in serve.output for pid in workers):
+                        break
+                    await asyncio.sleep(0.1)
+            assert sorted(workers_of(serve)) == workers  # nobody was replaced
+            assert len(hop.handler.delivered) == 1

@@ -380,6 +380,9 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         while (message := await _receive(reader)) is not None:
             worker.last_heard = loop.time()
+            if not self._accepting and worker.ready.done():
+                # Accepting stopped while no worker could take a connection: this one can.
+                self._start_accepting()
             if message[0] == "alive":
                 continue
             if message[0] == "closed":
