@@ -218,6 +218,22 @@ class GroupMetrics(_NoMetrics):
         MultiProcessCollector(self.registry, path=path)
         build = Info(PREFIX + "build", "Version of webinar-proxy and Python.", registry=self.registry)
         build.info({"version": __version__, "python": platform.python_version()})
+        # The supervisor's own (not summed: only it knows them).
+        self._replaced = Counter(
+            PREFIX + "workers_replaced", "Relay workers replaced, by why.", ["reason"],
+            registry=self.registry,
+        )
+        self._connections = Gauge(
+            PREFIX + "worker_connections", "Connections each relay worker is serving, per listener.",
+            ["worker", "listener"], registry=self.registry,
+        )
+
+    def worker_replaced(self, reason: str) -> None:
+        """A worker exited (``exited``) or was killed for its silence (``stuck``)."""
+        self._replaced.labels(reason if reason in ("exited", "stuck") else "other").inc()
+
+    def set_worker_connections(self, worker: int, listener: str, n: int) -> None:
+        self._connections.labels(str(worker), listener).set(n)
 
 
 # ---- the HTTP endpoint -------------------------------------------------------------

@@ -177,7 +177,20 @@ async def test_metrics_add_up_over_workers_and_a_killed_worker_is_replaced(tmp_p
             assert f"(pid {victim}) exited with -9" in serve.output
 
             # The dead worker's counts stay in the sum; the group keeps relaying.
-            assert passed(await scrape(serve.metrics_port)) == sent
+            samples = await scrape(serve.metrics_port)
+            assert passed(samples) == sent
+            replaced = {dict(labels)["reason"]: value for (name, labels), value in samples.items()
+                        if name == "webinar_proxy_workers_replaced_total"}
+            assert replaced == {"exited": 1}
+            # Every connection was closed (the workers report it) and the dead one's reset.
+            async with asyncio.timeout(30):
+                while True:
+                    connections = {dict(labels)["worker"]: value
+                                   for (name, labels), value in (await scrape(serve.metrics_port)).items()
+                                   if name == "webinar_proxy_worker_connections"}
+                    if set(connections) == {"0", "1"} and set(connections.values()) == {0}:
+                        break
+                    await asyncio.sleep(0.1)
             assert await send_one(serve.smtp_port, PLAIN) == 250
             assert passed(await scrape(serve.metrics_port)) == sent + 1
             assert len(hop.handler.delivered) == sent + 1
@@ -232,7 +245,8 @@ async def test_the_milter_runs_in_every_worker_of_the_group(tmp_path: Path):
 async def test_a_worker_whose_loop_is_stuck_is_replaced(tmp_path: Path):
     # SIGSTOP freezes the worker as a stuck event loop would: no heartbeat, no accept.
     async with running_fake_webinar(token=TOKEN) as fake, running_next_hop() as hop:
-        env = group_env(tmp_path, hop.port, fake.api_url, WEBINAR_PROXY_SMTP__WORKER_STALL_SECONDS="2")
+        env = group_env(tmp_path, hop.port, fake.api_url, WEBINAR_PROXY_SMTP__WORKER_STALL_SECONDS="2",
+                        WEBINAR_PROXY_METRICS__LISTEN="127.0.0.1:0")
         async with running_serve(env) as serve:
             await until_both_workers_relayed(serve, PLAIN)
             before = workers_of(serve)
@@ -252,6 +266,11 @@ async def test_a_worker_whose_loop_is_stuck_is_replaced(tmp_path: Path):
             assert f"(pid {victim}) sent no heartbeat for" in serve.output
             assert f"(pid {victim}) exited with -9" in serve.output
             assert bystander in after  # the live worker was left alone
+            assert serve.metrics_port is not None
+            replaced = {dict(labels)["reason"]: value
+                        for (name, labels), value in (await scrape(serve.metrics_port)).items()
+                        if name == "webinar_proxy_workers_replaced_total"}
+            assert replaced == {"stuck": 1}
             # The replacement serves the stuck worker's socket: every connection is relayed.
             delivered = len(hop.handler.delivered)
             codes = await asyncio.gather(*(send_one(serve.smtp_port, PLAIN) for _ in range(8)))

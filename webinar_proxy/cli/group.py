@@ -347,6 +347,9 @@ class Supervisor:
         self.metrics_dir = ""
         self._accepting = False
         self._turn = 0  # where the round among equally loaded workers starts
+        self.group_metrics: GroupMetrics | None = None
+        #: Workers the heartbeat watch killed (their exit is counted as ``stuck``).
+        self._killed_stuck: set[int] = set()
 
     # -- workers --
 
@@ -387,6 +390,7 @@ class Supervisor:
                 continue
             if message[0] == "closed":
                 worker.load[message[1]] = max(0, worker.load[message[1]] - 1)
+                self._show_load(worker, message[1])
             elif message[0] == "ready":
                 if not worker.ready.done():
                     worker.ready.set_result(None)
@@ -420,6 +424,11 @@ class Supervisor:
             if self.stopping.is_set():
                 return
             mark_process_dead(worker.process.pid, self.metrics_dir)
+            if self.group_metrics is not None:
+                stuck = worker.process.pid in self._killed_stuck
+                self.group_metrics.worker_replaced("stuck" if stuck else "exited")
+                for name in self.listeners:
+                    self.group_metrics.set_worker_connections(worker.index, name, 0)
             failures = 0 if loop.time() - worker.started >= BACKOFF_RESET_AFTER else failures + 1
             delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** max(failures - 1, 0))
             log.error("worker %d (pid %d) exited with %s; starting a new one in %.1fs",
@@ -450,6 +459,10 @@ class Supervisor:
             for sock in self.listeners.values():
                 loop.remove_reader(sock.fileno())
             self._accepting = False
+
+    def _show_load(self, worker: _Worker, name: str) -> None:
+        if self.group_metrics is not None:
+            self.group_metrics.set_worker_connections(worker.index, name, worker.load[name])
 
     def _takers(self) -> list[_Worker]:
         """Workers that may get a connection: ready, running, heard from lately."""
@@ -490,6 +503,7 @@ class Supervisor:
             except OSError:
                 continue  # its channel is full or gone: the next worker
             worker.load[name] += 1
+            self._show_load(worker, name)
             self._turn = worker.index + 1
             return
         log.warning("no worker could take a connection on %s; closed it", _shown(connection))
@@ -523,6 +537,7 @@ class Supervisor:
                     log.error("worker %d (pid %d) sent no heartbeat for %.0fs "
                               "(smtp.worker_stall_seconds): its event loop is stuck; killing it",
                               worker.index, worker.process.pid, silent)
+                    self._killed_stuck.add(worker.process.pid)
                     with contextlib.suppress(ProcessLookupError):
                         worker.process.kill()
 
@@ -603,6 +618,7 @@ class Supervisor:
         endpoint = None
         watchdog: asyncio.Task[None] | None = None
         self.metrics_dir = tempfile.mkdtemp(prefix="webinar-proxy-metrics-")
+        self.group_metrics = GroupMetrics(self.metrics_dir)
         try:
             if settings.smtp.enabled:
                 self.listeners["smtp"] = _bind_tcp(settings.smtp.listen)
@@ -626,7 +642,7 @@ class Supervisor:
             keepers.append(asyncio.create_task(self._watch_heartbeats()))
             if settings.metrics.listen is not None:
                 endpoint = await start_metrics_server(
-                    settings.metrics, GroupMetrics(self.metrics_dir), self._health_checks()
+                    settings.metrics, self.group_metrics, self._health_checks()
                 )
                 for host, port in endpoint.addresses:
                     log.info("metrics and health on http://%s/ (/metrics, /healthz)",
