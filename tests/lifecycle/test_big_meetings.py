@@ -159,6 +159,8 @@ async def test_a_cancel_before_the_attendees_are_registered_still_deletes_the_co
 class GatedPace:
     """A pace that admits mail's calls at once and holds background calls at a gate."""
 
+    rate = 2.0
+
     def __init__(self) -> None:
         self.background_waiting = asyncio.Event()
         self.gate = asyncio.Event()

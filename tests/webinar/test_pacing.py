@@ -117,5 +117,9 @@ async def test_a_slot_won_ahead_serves_the_first_call_only_and_not_once_it_has_p
     assert take_slot_ahead(clock) is None  # outside the block
 
     async with slot_ahead(bucket, clock):  # the slot after that: 1.0 s from now
-        await clock.sleep(1.2)  # a lock took longer than that
-        assert take_slot_ahead(clock) is None  # calling now could crowd the next holder
+        await clock.sleep(1.04)  # the lock and the store reads took a little longer
+        assert take_slot_ahead(clock) == 0.0  # 0.04 s late: call at once
+
+    async with slot_ahead(bucket, clock):  # the next falls at 1.5 s, 0.46 s from now
+        await clock.sleep(0.46 + 0.2)  # a lock was held for a while
+        assert take_slot_ahead(clock) is None  # calling 0.2 s late could crowd the next holder
