@@ -14,9 +14,10 @@ counts each id it receives, so at the end:
   ``--retries`` times (the MTA's retry, shortened); retries are counted.
 
 Reported: throughput (messages accepted per second), latency per attempt (MAIL to the
-reply to the end of DATA) p50/p99 by kind, the 4xx rate, the relay's RSS idle at the
-start, after warm-up, at the end and min/max of samples taken during the run, and the
-loss/duplication count at the sink.  With the default ``--rate-limit 2`` (the
+reply to the end of DATA) p50/p99 by kind, the 4xx rate, the relay's RSS (all its
+processes together: with the default ``smtp.workers`` a supervisor and its workers)
+idle at the start, after warm-up, at the end and min/max of samples taken during the
+run, and the loss/duplication count at the sink.  With the default ``--rate-limit 2`` (the
 platform's pace, about 4 API calls per invitation) most invitations get 451 once more
 wait than the API can serve within the call deadline; ``--rate-limit 1000`` takes the
 pacing out.  Organizer notices are off so the sink sees only the client's mail.
@@ -58,7 +59,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.bench_relay import REPO, free_port, proc_kib, stop, wait_for_port
+from bench.bench_relay import REPO, free_port, proc_kib, process_tree, stop, wait_for_port
 
 TOKEN = "soak-token"
 ORGANIZER = "boss@example.org"
@@ -299,11 +300,21 @@ async def sample_rss(pid: int, interval: float, samples: list[tuple[float, int]]
                      began: float) -> None:
     while not done.is_set():
         try:
-            samples.append((time.monotonic() - began, proc_kib(pid, "VmRSS")))
+            samples.append((time.monotonic() - began, relay_kib(pid, "VmRSS")))
         except (OSError, KeyError):
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), interval)
+
+
+def relay_kib(pid: int, field: str) -> int:
+    """``field`` (VmRSS, VmHWM) summed over the relay's processes: with ``smtp.workers`` > 1
+    the supervisor, its workers and their engine workers."""
+    total = 0
+    for member in process_tree(pid):
+        with contextlib.suppress(FileNotFoundError, KeyError):  # gone meanwhile
+            total += proc_kib(member, field)
+    return total
 
 
 async def drive(port: int, relay_pid: int, args: argparse.Namespace, seconds: float) -> dict:
@@ -342,7 +353,7 @@ async def report_progress(relay_pid: int, interval: float, tally: Tally, done: a
         phase = "load" if elapsed < seconds else "draining"
         accepted = sum(1 for outcome, _ in tally.final.values() if outcome == "250")
         try:
-            rss = proc_kib(relay_pid, "VmRSS")
+            rss = relay_kib(relay_pid, "VmRSS")
         except (OSError, KeyError):
             rss = 0
         print(f"soak: {elapsed:5.0f}/{seconds:.0f} s ({phase}), {accepted:,} accepted, "
@@ -404,11 +415,11 @@ def run(args: argparse.Namespace) -> dict:
                                   work / "relay.log")
             wait_for_port(relay_port)
             time.sleep(1)
-            rss_idle = proc_kib(relay.pid, "VmRSS")
+            rss_idle = relay_kib(relay.pid, "VmRSS")
             print(f"soak: {args.sessions} sessions for {seconds:.0f} s", file=sys.stderr, flush=True)
             result = asyncio.run(drive(relay_port, relay.pid, args, seconds))
-            rss_end = proc_kib(relay.pid, "VmRSS")
-            rss_hwm = proc_kib(relay.pid, "VmHWM")
+            rss_end = relay_kib(relay.pid, "VmRSS")
+            rss_hwm = relay_kib(relay.pid, "VmHWM")
         finally:
             for process in (relay, fake):
                 if process is not None:
