@@ -73,4 +73,5 @@ async def test_without_online_nothing_is_called():
         lines = stdout.decode().strip().splitlines()
         assert process.returncode == 0 and lines[-1] == "configuration OK"
         assert lines[0].startswith("engine: ") and "worker processes" in lines[0]
+        assert lines[1].startswith("relay: ")
         assert list(fake.requests) == []

@@ -275,6 +275,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(f"engine: {settings.engine_pool_size()} worker processes in each of "
           f"{settings.smtp.worker_count()} relay processes, "
           f"{policy.engine_timeout_seconds:g} s per call, {policy.engine_memory_mb} MiB each")
+    relays = settings.smtp.worker_count()
+    if relays == 1:
+        print("relay: one process (smtp.workers = 1)")
+    else:
+        print(f"relay: a supervisor and {relays} worker processes; one silent for "
+              f"{settings.smtp.worker_stall_seconds:g} s is replaced")
     if not args.online:
         print("configuration OK")
         return EXIT_OK
