@@ -54,8 +54,12 @@ def start_sink(port: int) -> subprocess.Popen[bytes]:
     return process
 
 
-def start_relay(port: int, sink_port: int, log_path: Path, workers: str = "1") -> subprocess.Popen[bytes]:
+def start_relay(port: int, sink_port: int, log_path: Path, workers: str = "1",
+                **settings: str) -> subprocess.Popen[bytes]:
+    """The relay on ``port``, forwarding to ``sink_port``; ``settings`` are more
+    ``WEBINAR_PROXY_*`` variables (``SMTP__MAX_CONNECTIONS="210"``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WEBINAR_PROXY_")}
+    env.update({f"WEBINAR_PROXY_{name}": value for name, value in settings.items()})
     env.update({
         "WEBINAR_PROXY_SMTP__WORKERS": workers,
         "WEBINAR_PROXY_SMTP__LISTEN": f"127.0.0.1:{port}",

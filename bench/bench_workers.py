@@ -99,7 +99,10 @@ def main() -> int:
                 port = free_port()
                 work = Path(tmp) / f"w{workers}"
                 work.mkdir()
-                relays[workers] = (port, start_relay(port, sink_port, work / "relay.log", str(workers)))
+                relays[workers] = (port, start_relay(
+                    port, sink_port, work / "relay.log", str(workers),
+                    SMTP__MAX_CONNECTIONS=str(args.sessions + 10),  # per worker: enough for all
+                ))
             for port, _ in relays.values():
                 smtp_source(port, 10, 200, SIZE)  # warm up
             for _ in range(args.repeat):
