@@ -31,12 +31,12 @@ sys.path.insert(0, str(REPO))
 from bench.bench_relay import (  # noqa: E402
     SMTP_SINK,
     SMTP_SOURCE,
-    cpu_seconds,
     free_port,
     start_sink,
     stop,
 )
 from tests.support.postfix import postfix_instance, skip_reason  # noqa: E402
+from tests.support.processes import cpu_seconds  # noqa: E402
 
 QUEUES = ("maildrop", "incoming", "active", "deferred", "hold")
 

@@ -98,32 +98,6 @@ def smtp_source(port: int, sessions: int, count: int, size: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` so far (0 once it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
-
-
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and all its descendants."""
-    tree, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        tree.append(current)
-        try:
-            with open(f"/proc/{current}/task/{current}/children", encoding="ascii") as children:
-                todo.extend(int(child) for child in children.read().split())
-        except FileNotFoundError:
-            pass
-    return tree
-
-
 def proc_kib(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):

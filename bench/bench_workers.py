@@ -26,14 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.bench_relay import (
     SMTP_SINK,
     SMTP_SOURCE,
-    cpu_seconds,
     free_port,
-    process_tree,
     smtp_source,
     start_relay,
     start_sink,
     stop,
 )
+from tests.support.processes import cpu_seconds, process_tree
 
 SIZE = 10 * 1024
 

@@ -59,7 +59,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.bench_relay import REPO, free_port, proc_kib, process_tree, stop, wait_for_port
+from bench.bench_relay import REPO, free_port, proc_kib, stop, wait_for_port
+from tests.support.processes import process_tree
 
 TOKEN = "soak-token"
 ORGANIZER = "boss@example.org"

@@ -42,8 +42,6 @@ INVITE = mail(calendar("LOCATION:@webinar", "RRULE:FREQ=WEEKLY;COUNT=5"))
 PLAIN = b"From: <o@example.org>\r\nTo: <a@example.net>\r\nSubject: plain\r\n\r\nno calendar\r\n"
 
 
-
-
 async def _computing(pid: int) -> None:
     """Wait until the worker is busy with the call (its CPU time grows)."""
     start = cpu_seconds(pid)

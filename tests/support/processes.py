@@ -1,4 +1,5 @@
-"""Looking at processes the tests started: alive or gone, and their CPU time (Linux /proc)."""
+"""Looking at processes the tests and benchmarks started: alive or gone, their children,
+and their CPU time (Linux /proc)."""
 
 from __future__ import annotations
 
@@ -24,3 +25,17 @@ def cpu_seconds(pid: int) -> float:
     except FileNotFoundError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants."""
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        try:
+            with open(f"/proc/{current}/task/{current}/children", encoding="ascii") as children:
+                todo.extend(int(child) for child in children.read().split())
+        except FileNotFoundError:
+            pass
+    return tree

@@ -272,10 +272,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     for warning in settings_warnings(settings):
         print(f"webinar-proxy: warning: {warning}", file=sys.stderr)
     policy = settings.policy
-    print(f"engine: {settings.engine_pool_size()} worker processes in each of "
-          f"{settings.smtp.worker_count()} relay processes, "
-          f"{policy.engine_timeout_seconds:g} s per call, {policy.engine_memory_mb} MiB each")
     relays = settings.smtp.worker_count()
+    print(f"engine: {settings.engine_pool_size()} worker processes in each of {relays} relay processes, "
+          f"{policy.engine_timeout_seconds:g} s per call, {policy.engine_memory_mb} MiB each")
     if relays == 1:
         print("relay: one process (smtp.workers = 1)")
     else:

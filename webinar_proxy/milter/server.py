@@ -466,7 +466,7 @@ class MilterServer:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.follow_ups = FollowUps()
         self._server: asyncio.Server | None = None
-        #: False when the socket was handed in: its owner (the supervisor) removes a unix path.
+        #: False in a worker of a group: the supervisor owns (and removes) a unix socket path.
         self._owns_socket = True
         #: True while connections handed over by a supervisor are taken (``adopt``).
         self._adopting = False
@@ -501,17 +501,11 @@ class MilterServer:
             sock.close()
             on_closed()
 
-    async def start(self, sock: socket.socket | None = None) -> None:
-        """Listen on ``milter.listen``, or accept on ``sock`` (bound and listening already)."""
+    async def start(self) -> None:
+        """Listen on ``milter.listen`` (one process; a worker of a group adopts instead)."""
         listen = self.settings.listen
         assert listen is not None
-        if sock is not None:
-            self._owns_socket = False
-            if sock.family == socket.AF_UNIX:
-                self._server = await asyncio.start_unix_server(self._serve, sock=sock)
-            else:
-                self._server = await asyncio.start_server(self._serve, sock=sock)
-        elif listen.kind == "unix":
+        if listen.kind == "unix":
             path = listen.path
             _remove_socket(path)  # left by an earlier run that was killed
             self._server = await asyncio.start_unix_server(self._serve, path=path)

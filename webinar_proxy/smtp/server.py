@@ -70,13 +70,9 @@ class RelayServer:
             sock.close()
             on_closed()
 
-    async def start(self, sock: socket.socket | None = None) -> None:
-        """Listen on ``smtp.listen``, or accept on ``sock`` (bound and listening already:
-        a worker of a group accepts on the socket its supervisor bound)."""
+    async def start(self) -> None:
+        """Listen on ``smtp.listen`` (one process; a worker of a group adopts instead)."""
         loop = asyncio.get_running_loop()
-        if sock is not None:
-            self._server = await loop.create_server(self._protocol_factory, sock=sock, start_serving=True)
-            return
         host = self.settings.listen.host
         self._server = await loop.create_server(
             self._protocol_factory, host=host, port=self.settings.listen.port,
